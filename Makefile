@@ -1,0 +1,65 @@
+# Every target works on a fresh machine with Python 3.11+ and git: the first one that needs the virtualenv
+# builds it. Python 3.13 (the Lambda runtime) is preferred when it can be found.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# pyenv installs 3.13 without putting it first on PATH (and its shim fails unless selected), so look there too,
+# and keep only a candidate that actually runs.
+PY_CANDIDATES := $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3.13 python3
+PYTHON ?= $(firstword $(foreach c,$(PY_CANDIDATES),$(shell $(c) -c 'import sys; assert sys.version_info >= (3, 11); print("$(c)")' 2>/dev/null)))
+VENV := .venv
+VENV_SAM := .venv-sam
+BIN := $(VENV)/bin
+SAM := $(VENV_SAM)/bin/sam
+
+.PHONY: help venv test lint typecheck unit integration template sam-validate build bench format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements-dev.txt layers/common/requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required (python3.13 preferred)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+$(VENV_SAM)/.installed:
+	$(PYTHON) -m venv $(VENV_SAM)
+	$(VENV_SAM)/bin/python -m pip install --quiet aws-sam-cli==1.170.0
+	@touch $@
+
+venv: $(BIN)/.installed ## create .venv with the pinned dev dependencies
+
+test: lint typecheck ## the full suite: lint, types, unit + integration tests with the coverage gate
+	$(BIN)/python -m pytest --cov --cov-report=term
+
+unit: $(BIN)/.installed ## unit tests only (fast)
+	$(BIN)/python -m pytest tests/unit -q
+
+integration: $(BIN)/.installed ## integration tests (moto server + fake Slack over HTTP)
+	$(BIN)/python -m pytest tests/integration -q
+
+lint: $(BIN)/.installed ## ruff lint + format check, cfn-lint on the template
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
+
+format: $(BIN)/.installed ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(BIN)/.installed ## mypy --strict on the layer
+	$(BIN)/mypy
+
+sam-validate: $(VENV_SAM)/.installed ## sam validate --lint (no AWS account needed)
+	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint
+
+build: $(VENV_SAM)/.installed ## sam build without Docker (needs python3.13 on PATH)
+	PATH="$(dir $(PYTHON)):$$PATH" $(SAM) build
+
+bench: $(BIN)/.installed ## benchmarks: cold start vs the boto3 floor, AWS calls per callback
+	$(BIN)/python -m bench
+
+clean: ## remove build output and virtualenvs
+	rm -rf .aws-sam $(VENV) $(VENV_SAM) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

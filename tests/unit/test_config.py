@@ -1,0 +1,66 @@
+"""Typed configuration, validated once, naming every problem."""
+
+from __future__ import annotations
+
+import pytest
+
+from slack_tokens.config import AppCredentials, Settings
+from slack_tokens.errors import ConfigError
+
+BASE = {"SLACK_APP_SECRET_ID": "app", "SLACK_STATE_SECRET_ID": "state", "SLACK_SCOPES": "chat:write, commands"}
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env(BASE, need_state=True)
+
+    assert settings.token_prefix == "slack/tokens/"
+    assert settings.api_url == "https://slack.com/api/"
+    assert settings.authorize_url == "https://slack.com/oauth/v2/authorize"
+    assert settings.scopes == ("chat:write", "commands")
+    assert settings.user_scopes == ()
+    assert not settings.pkce_enabled and not settings.allow_stateless_org_install
+    assert settings.rotation_margin_seconds == 7200
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"SLACK_PKCE_ENABLED": "maybe", "TOKEN_SECRET_PREFIX": "no-slash",
+                           "SLACK_API_URL": "http://slack.example/api/", "ROTATION_MARGIN_SECONDS": "ten",
+                           "SLACK_SCOPES": "chat:write,DROP TABLE"}, need_state=True)
+    message = str(caught.value)
+    for fragment in ("SLACK_APP_SECRET_ID is required", "SLACK_STATE_SECRET_ID is required", "SLACK_PKCE_ENABLED",
+                     "TOKEN_SECRET_PREFIX", "SLACK_API_URL must be an https URL", "ROTATION_MARGIN_SECONDS",
+                     "invalid scopes: DROP TABLE"):
+        assert fragment in message
+
+
+def test_install_functions_need_scopes() -> None:
+    with pytest.raises(ConfigError, match="SLACK_SCOPES"):
+        Settings.from_env({"SLACK_APP_SECRET_ID": "app", "SLACK_STATE_SECRET_ID": "state"}, need_state=True)
+
+
+def test_http_is_allowed_only_on_loopback_and_flags_parse() -> None:
+    settings = Settings.from_env(BASE | {"SLACK_API_URL": "http://127.0.0.1:9000/api/", "SLACK_PKCE_ENABLED": "TRUE",
+                                         "SLACK_REDIRECT_URI": "http://localhost:3000/slack/oauth_redirect"})
+    assert settings.api_url == "http://127.0.0.1:9000/api/" and settings.pkce_enabled
+    assert settings.redirect_uri == "http://localhost:3000/slack/oauth_redirect"
+
+
+def test_state_secret_is_optional_for_functions_that_do_not_install() -> None:
+    assert Settings.from_env({"SLACK_APP_SECRET_ID": "app"}).state_secret_id is None
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("not json", "JSON object"),
+    ('["a"]', "JSON object"),
+    ('{"client_id": "1.2"}', "lacks client_secret"),
+    ('{"client_id": " ", "client_secret": 3}', "lacks client_id, client_secret"),
+])
+def test_app_credentials_are_validated(raw: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        AppCredentials.from_secret_string(raw)
+
+
+def test_app_credentials_hide_the_secret() -> None:
+    credentials = AppCredentials.from_secret_string('{"client_id": "1.2", "client_secret": "s3cr3t-value"}')
+    assert credentials.client_id == "1.2" and "s3cr3t-value" not in repr(credentials)
