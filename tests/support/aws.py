@@ -43,8 +43,13 @@ class MotoServer:
         return {"AWS_ENDPOINT_URL": self.url, **FAKE_CREDENTIALS}
 
     def client(self) -> Any:
-        return boto3.client("secretsmanager", endpoint_url=self.url, region_name=REGION,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            "secretsmanager",
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
 
 @contextmanager

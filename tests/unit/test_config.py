@@ -24,13 +24,26 @@ def test_defaults() -> None:
 
 def test_every_problem_is_listed_at_once() -> None:
     with pytest.raises(ConfigError) as caught:
-        Settings.from_env({"SLACK_PKCE_ENABLED": "maybe", "TOKEN_SECRET_PREFIX": "no-slash",
-                           "SLACK_API_URL": "http://slack.example/api/", "ROTATION_MARGIN_SECONDS": "ten",
-                           "SLACK_SCOPES": "chat:write,DROP TABLE"}, need_state=True)
+        Settings.from_env(
+            {
+                "SLACK_PKCE_ENABLED": "maybe",
+                "TOKEN_SECRET_PREFIX": "no-slash",
+                "SLACK_API_URL": "http://slack.example/api/",
+                "ROTATION_MARGIN_SECONDS": "ten",
+                "SLACK_SCOPES": "chat:write,DROP TABLE",
+            },
+            need_state=True,
+        )
     message = str(caught.value)
-    for fragment in ("SLACK_APP_SECRET_ID is required", "SLACK_STATE_SECRET_ID is required", "SLACK_PKCE_ENABLED",
-                     "TOKEN_SECRET_PREFIX", "SLACK_API_URL must be an https URL", "ROTATION_MARGIN_SECONDS",
-                     "invalid scopes: DROP TABLE"):
+    for fragment in (
+        "SLACK_APP_SECRET_ID is required",
+        "SLACK_STATE_SECRET_ID is required",
+        "SLACK_PKCE_ENABLED",
+        "TOKEN_SECRET_PREFIX",
+        "SLACK_API_URL must be an https URL",
+        "ROTATION_MARGIN_SECONDS",
+        "invalid scopes: DROP TABLE",
+    ):
         assert fragment in message
 
 
@@ -40,8 +53,14 @@ def test_install_functions_need_scopes() -> None:
 
 
 def test_http_is_allowed_only_on_loopback_and_flags_parse() -> None:
-    settings = Settings.from_env(BASE | {"SLACK_API_URL": "http://127.0.0.1:9000/api/", "SLACK_PKCE_ENABLED": "TRUE",
-                                         "SLACK_REDIRECT_URI": "http://localhost:3000/slack/oauth_redirect"})
+    settings = Settings.from_env(
+        BASE
+        | {
+            "SLACK_API_URL": "http://127.0.0.1:9000/api/",
+            "SLACK_PKCE_ENABLED": "TRUE",
+            "SLACK_REDIRECT_URI": "http://localhost:3000/slack/oauth_redirect",
+        }
+    )
     assert settings.api_url == "http://127.0.0.1:9000/api/" and settings.pkce_enabled
     assert settings.redirect_uri == "http://localhost:3000/slack/oauth_redirect"
 
@@ -50,12 +69,15 @@ def test_state_secret_is_optional_for_functions_that_do_not_install() -> None:
     assert Settings.from_env({"SLACK_APP_SECRET_ID": "app"}).state_secret_id is None
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    ("not json", "JSON object"),
-    ('["a"]', "JSON object"),
-    ('{"client_id": "1.2"}', "lacks client_secret"),
-    ('{"client_id": " ", "client_secret": 3}', "lacks client_id, client_secret"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("not json", "JSON object"),
+        ('["a"]', "JSON object"),
+        ('{"client_id": "1.2"}', "lacks client_secret"),
+        ('{"client_id": " ", "client_secret": 3}', "lacks client_id, client_secret"),
+    ],
+)
 def test_app_credentials_are_validated(raw: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         AppCredentials.from_secret_string(raw)

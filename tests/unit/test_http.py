@@ -24,7 +24,9 @@ def test_cookie_header_is_read_when_there_is_no_cookie_list() -> None:
     assert http.Request.from_event(event).cookies["slack_oauth_state"] == "xyz"
 
 
-@pytest.mark.parametrize("raw", ["code=a&code=b", "state=%FF%FE", "x=" + "a" * 9000, "&".join(f"k{i}=v" for i in range(60))])
+@pytest.mark.parametrize(
+    "raw", ["code=a&code=b", "state=%FF%FE", "x=" + "a" * 9000, "&".join(f"k{i}=v" for i in range(60))]
+)
 def test_ambiguous_or_hostile_query_strings_are_refused(raw: str) -> None:
     with pytest.raises(http.BadRequestError):
         http.parse_query(raw)

@@ -54,14 +54,17 @@ def test_state_signed_with_another_key_is_refused(signer: StateSigner) -> None:
     assert reason(signer, forged.state, forged.nonce) == "invalid_state"
 
 
-@pytest.mark.parametrize("tamper", [
-    lambda s: s.replace(s.split(".")[0], str(int(s.split(".")[0]) + 1), 1),
-    lambda s: s[:-2] + ("AA" if not s.endswith("AA") else "BB"),
-    lambda s: s + ".x",
-    lambda s: "abc.def.ghi",
-    lambda s: "é" + s,
-    lambda s: s * 10,
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda s: s.replace(s.split(".")[0], str(int(s.split(".")[0]) + 1), 1),
+        lambda s: s[:-2] + ("AA" if not s.endswith("AA") else "BB"),
+        lambda s: s + ".x",
+        lambda s: "abc.def.ghi",
+        lambda s: "é" + s,
+        lambda s: s * 10,
+    ],
+)
 def test_tampered_state_is_refused(signer: StateSigner, tamper) -> None:  # type: ignore[no-untyped-def]
     issued = signer.issue(NOW, pkce=False)
     assert reason(signer, tamper(issued.state), issued.nonce) in {"invalid_state", "expired_state"}
@@ -75,7 +78,9 @@ def test_missing_parts_are_named(signer: StateSigner) -> None:
 
 
 def test_pkce_challenge_matches_rfc7636_appendix_b() -> None:
-    assert pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    assert (
+        pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    )
 
 
 def test_pkce_verifier_is_bound_to_the_cookie(signer: StateSigner) -> None:

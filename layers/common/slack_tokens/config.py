@@ -40,8 +40,11 @@ class AppCredentials:
         if not isinstance(body, dict):
             raise ConfigError("the app credentials secret must be a JSON object with client_id and client_secret")
         client_id, client_secret = body.get("client_id"), body.get("client_secret")
-        missing = [name for name, value in (("client_id", client_id), ("client_secret", client_secret))
-                   if not isinstance(value, str) or not value.strip()]
+        missing = [
+            name
+            for name, value in (("client_id", client_id), ("client_secret", client_secret))
+            if not isinstance(value, str) or not value.strip()
+        ]
         if missing:
             raise ConfigError(f"the app credentials secret lacks {', '.join(missing)}")
         assert isinstance(client_id, str) and isinstance(client_secret, str)  # noqa: S101 - narrowed above

@@ -56,8 +56,9 @@ def _http(kind: str, run: Callable[[OAuthFlow], Result]) -> dict[str, Any]:
     except errors.ConfigError as exc:
         logger.error("invalid configuration", extra={"error": str(exc)})
         count(f"{kind}Failed", reason="config")
-        return http.html(500, pages.page("Install unavailable", "The app is not configured correctly.",
-                                         ok=False)).to_api()
+        return http.html(
+            500, pages.page("Install unavailable", "The app is not configured correctly.", ok=False)
+        ).to_api()
     except Exception:
         logger.exception("unexpected error")
         count(f"{kind}Failed", reason="unexpected")

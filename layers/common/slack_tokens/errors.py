@@ -157,8 +157,9 @@ class SlackTransportError(SlackRetryableError):
     left (connect errors), true when the answer was lost after sending (read timeout, connection reset).
     """
 
-    def __init__(self, code: str, message: str, *, method: str = "", request_sent: bool,
-                 http_status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, method: str = "", request_sent: bool, http_status: int | None = None
+    ) -> None:
         super().__init__(code, message, method=method, http_status=http_status)
         self.request_sent = request_sent
 
@@ -170,7 +171,9 @@ _ERRORS: dict[str, tuple[type[SlackApiError], str]] = {
     "bad_client_secret": (SlackConfigError, "the client secret does not match the app's client id"),
     "bad_redirect_uri": (SlackConfigError, "redirect_uri does not match the one sent to authorize or the app's list"),
     "cannot_install_an_org_installed_app": (
-        SlackPermissionError, "the app is already installed org-wide; it cannot be installed on one workspace"),
+        SlackPermissionError,
+        "the app is already installed org-wide; it cannot be installed on one workspace",
+    ),
     "invalid_client_id": (SlackConfigError, "the client id is not a valid Slack app client id"),
     "invalid_code": (InvalidCodeError, "the authorization code is unknown, already used or expired"),
     "invalid_code_verifier": (SlackGrantError, "the PKCE code verifier does not match the code challenge"),
@@ -178,7 +181,9 @@ _ERRORS: dict[str, tuple[type[SlackApiError], str]] = {
     "invalid_refresh_token": (InvalidRefreshTokenError, "the refresh token was already used or has been revoked"),
     "no_scopes": (SlackConfigError, "no scopes were requested; set bot and/or user scopes"),
     "oauth_authorization_url_mismatch": (
-        SlackConfigError, "the install started on a different authorize URL version (v1 vs v2)"),
+        SlackConfigError,
+        "the install started on a different authorize URL version (v1 vs v2)",
+    ),
     "pkce_not_allowed": (SlackConfigError, "PKCE is not enabled for this Slack app"),
     "preview_feature_not_available": (SlackConfigError, "the app uses a preview feature not available to it"),
     "user_email_unverified": (SlackPermissionError, "the installing user must verify their email address first"),
@@ -188,7 +193,8 @@ _ERRORS: dict[str, tuple[type[SlackApiError], str]] = {
     "token_already_exchanged": (TokenAlreadyExchangedError, "the legacy token was already exchanged"),
     "token_rotation_not_enabled": (
         TokenRotationNotEnabledError,
-        "token rotation is off for this Slack app; turn it on under OAuth & Permissions (it cannot be turned off)"),
+        "token rotation is off for this Slack app; turn it on under OAuth & Permissions (it cannot be turned off)",
+    ),
     # common to every method: retryable
     "ratelimited": (SlackRetryableError, "Slack rate-limited the request"),
     "internal_error": (SlackRetryableError, "Slack reported an internal error"),

@@ -72,8 +72,9 @@ def parse_query(raw: object) -> dict[str, str]:
     if len(raw) > _MAX_QUERY:
         raise BadRequestError("the query string is too long")
     try:
-        pairs = parse_qsl(raw, keep_blank_values=True, strict_parsing=False, encoding="utf-8", errors="strict",
-                          max_num_fields=50)
+        pairs = parse_qsl(
+            raw, keep_blank_values=True, strict_parsing=False, encoding="utf-8", errors="strict", max_num_fields=50
+        )
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequestError("the query string is not valid UTF-8 form data") from exc
     query: dict[str, str] = {}
@@ -135,4 +136,3 @@ def set_cookie(name: str, value: str, *, max_age: int) -> str:
 
 def clear_cookie(name: str) -> str:
     return f"{name}=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax"
-

@@ -86,7 +86,7 @@ class PairKey:
         """Inverse of :meth:`secret_name`; ``None`` for names this package did not make."""
         if not name.startswith(prefix):
             return None
-        parts = name[len(prefix):].split("/")
+        parts = name[len(prefix) :].split("/")
         enterprise_id = team_id = user_id = None
         if parts[:1] == ["enterprise"] and len(parts) >= 2:
             enterprise_id, parts = parts[1], parts[2:]
@@ -232,9 +232,24 @@ class TokenPair:
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> TokenPair:
         known = {
-            "schema_version", "token_type", "access_token", "refresh_token", "expires_at", "scope", "app_id",
-            "team_id", "team_name", "enterprise_id", "enterprise_name", "is_enterprise_install", "bot_user_id",
-            "user_id", "incoming_webhook", "status", "status_reason", "updated_at",
+            "schema_version",
+            "token_type",
+            "access_token",
+            "refresh_token",
+            "expires_at",
+            "scope",
+            "app_id",
+            "team_id",
+            "team_name",
+            "enterprise_id",
+            "enterprise_name",
+            "is_enterprise_install",
+            "bot_user_id",
+            "user_id",
+            "incoming_webhook",
+            "status",
+            "status_reason",
+            "updated_at",
         }
         token_type = body.get("token_type")
         access_token = body.get("access_token")

@@ -82,8 +82,13 @@ class OAuthFlow:
             issued = self._state_signer().issue(int(self._clock()), pkce=self._settings.pkce_enabled)
         except (errors.ConfigError, errors.StoreError) as exc:
             logger.error("install cannot start: configuration problem", extra={"error": str(exc)})
-            return self._fail(500, "config", "Install unavailable", "The app is not configured correctly. "
-                              "The operators have been told.", None)
+            return self._fail(
+                500,
+                "config",
+                "Install unavailable",
+                "The app is not configured correctly. The operators have been told.",
+                None,
+            )
         params = {
             "client_id": credentials.client_id,
             "scope": ",".join(self._settings.scopes),
@@ -114,8 +119,9 @@ class OAuthFlow:
         if "error" in request.query:
             slack_error = request.query["error"]
             if slack_error == "access_denied":
-                return Result(http.html(200, pages.cancelled(install_url), cookies=[self._clear()]), "cancelled",
-                              ok=False)
+                return Result(
+                    http.html(200, pages.cancelled(install_url), cookies=[self._clear()]), "cancelled", ok=False
+                )
             shown = slack_error if _SLACK_ERROR.match(slack_error) else "unknown"
             return self._fail(400, "slack_error", "Install failed", f"Slack reported: {shown}.", install_url)
 
@@ -127,18 +133,25 @@ class OAuthFlow:
                 self._state_signer().verify(state, nonce, int(self._clock()))
             except errors.StateError as exc:
                 status = _STATE_STATUS.get(exc.reason, 400)
-                return self._fail(status, exc.reason, "Install link not valid",
-                                  f"{exc} Please start the install again from the same browser.", install_url)
+                return self._fail(
+                    status,
+                    exc.reason,
+                    "Install link not valid",
+                    f"{exc} Please start the install again from the same browser.",
+                    install_url,
+                )
             except (errors.ConfigError, errors.StoreError) as exc:
                 logger.error("callback cannot verify state: configuration problem", extra={"error": str(exc)})
-                return self._fail(500, "config", "Install unavailable", "The app is not configured correctly.",
-                                  install_url)
+                return self._fail(
+                    500, "config", "Install unavailable", "The app is not configured correctly.", install_url
+                )
 
         # 3. A code to exchange.
         code = request.query.get("code", "")
         if not _CODE.match(code):
-            return self._fail(400, "missing_code", "Install link not valid",
-                              "Slack did not send an authorization code.", install_url)
+            return self._fail(
+                400, "missing_code", "Install link not valid", "Slack did not send an authorization code.", install_url
+            )
 
         # 4. Exchange it (one Slack call, retried only where that is safe).
         try:
@@ -146,14 +159,18 @@ class OAuthFlow:
             verifier = self._state_signer().pkce_verifier(nonce) if self._settings.pkce_enabled and nonce else None
             deadline = min(self._monotonic() + _SLACK_CALL_BUDGET, end - _STORE_RESERVE)
             access = self._slack.exchange_code(
-                client_id=credentials.client_id, client_secret=credentials.client_secret, code=code,
-                redirect_uri=self._redirect_uri(request), code_verifier=verifier, deadline=deadline)
+                client_id=credentials.client_id,
+                client_secret=credentials.client_secret,
+                code=code,
+                redirect_uri=self._redirect_uri(request),
+                code_verifier=verifier,
+                deadline=deadline,
+            )
         except errors.SlackApiError as exc:
             return self._slack_failure(exc, install_url)
         except (errors.ConfigError, errors.StoreError) as exc:
             logger.error("callback cannot exchange the code: configuration problem", extra={"error": str(exc)})
-            return self._fail(500, "config", "Install unavailable", "The app is not configured correctly.",
-                              install_url)
+            return self._fail(500, "config", "Install unavailable", "The app is not configured correctly.", install_url)
         pairs = access.pairs()
         if not pairs:
             return self._fail(502, "no_tokens", "Install failed", "Slack returned no tokens.", install_url)
@@ -166,26 +183,45 @@ class OAuthFlow:
             except errors.StoreError as exc:
                 logger.error(
                     "Slack issued tokens but they could not be stored; the customer must install again",
-                    extra={"secret_name": self._store.name_for(pair.key), "error": str(exc),
-                           "team_id": pair.team_id, "enterprise_id": pair.enterprise_id},
+                    extra={
+                        "secret_name": self._store.name_for(pair.key),
+                        "error": str(exc),
+                        "team_id": pair.team_id,
+                        "enterprise_id": pair.enterprise_id,
+                    },
                 )
-                return self._fail(500, "storage_failed", "Install not saved",
-                                  "Slack approved the install but we could not save it. Please install again.",
-                                  install_url, stored=tuple(s.name for s in stored))
+                return self._fail(
+                    500,
+                    "storage_failed",
+                    "Install not saved",
+                    "Slack approved the install but we could not save it. Please install again.",
+                    install_url,
+                    stored=tuple(s.name for s in stored),
+                )
         names = tuple(s.name for s in stored)
-        logger.info("installation stored", extra={
-            "secret_names": list(names), "team_id": access.team_id, "enterprise_id": access.enterprise_id,
-            "is_enterprise_install": access.is_enterprise_install, "stateless": stateless})
+        logger.info(
+            "installation stored",
+            extra={
+                "secret_names": list(names),
+                "team_id": access.team_id,
+                "enterprise_id": access.enterprise_id,
+                "is_enterprise_install": access.is_enterprise_install,
+                "stateless": stateless,
+            },
+        )
 
         # 6. Done.
         cookies = [self._clear()]
         if self._settings.success_url:
             params = {k: v for k, v in (("team", access.team_id), ("enterprise", access.enterprise_id)) if v}
-            return Result(http.redirect(http.with_query(self._settings.success_url, params), cookies=cookies),
-                          "installed", ok=True, stored=names)
+            return Result(
+                http.redirect(http.with_query(self._settings.success_url, params), cookies=cookies),
+                "installed",
+                ok=True,
+                stored=names,
+            )
         workspace = pairs[0].team_name or pairs[0].enterprise_name
-        return Result(http.html(200, pages.installed(workspace), cookies=cookies), "installed", ok=True,
-                      stored=names)
+        return Result(http.html(200, pages.installed(workspace), cookies=cookies), "installed", ok=True, stored=names)
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
@@ -194,26 +230,48 @@ class OAuthFlow:
         log = {"slack_error": exc.code, "category": str(category), "http_status": exc.http_status}
         if isinstance(exc, errors.SlackGrantError):
             logger.warning("Slack rejected the authorization code", extra=log)
-            return self._fail(400, "invalid_code", "Install link already used",
-                              "This install link was already used or has expired.", install_url)
+            return self._fail(
+                400,
+                "invalid_code",
+                "Install link already used",
+                "This install link was already used or has expired.",
+                install_url,
+            )
         if category is errors.Category.PERMISSION:
             logger.warning("Slack refused the install", extra=log)
             return self._fail(403, "permission", "Install not allowed", f"Slack said: {exc.code}.", install_url)
         if category in (errors.Category.CONFIG, errors.Category.REQUEST):
             self._secrets.invalidate()
-            logger.error("Slack rejected our app configuration; check the client id/secret and redirect URL",
-                         extra=log)
-            return self._fail(500, "slack_config", "Install unavailable",
-                              "The app is not configured correctly. The operators have been told.", install_url)
+            logger.error("Slack rejected our app configuration; check the client id/secret and redirect URL", extra=log)
+            return self._fail(
+                500,
+                "slack_config",
+                "Install unavailable",
+                "The app is not configured correctly. The operators have been told.",
+                install_url,
+            )
         if category is errors.Category.RETRYABLE:
             logger.warning("Slack unavailable during the code exchange", extra=log)
-            return self._fail(503, "slack_unavailable", "Slack is busy",
-                              "Slack did not answer in time. Please try again in a minute.", install_url)
+            return self._fail(
+                503,
+                "slack_unavailable",
+                "Slack is busy",
+                "Slack did not answer in time. Please try again in a minute.",
+                install_url,
+            )
         logger.error("Slack returned an unexpected error during the code exchange", extra=log)
         return self._fail(502, "slack_error", "Install failed", f"Slack said: {exc.code}.", install_url)
 
-    def _fail(self, status: int, outcome: str, title: str, message: str, install_url: str | None, *,
-              stored: tuple[str, ...] = ()) -> Result:
+    def _fail(
+        self,
+        status: int,
+        outcome: str,
+        title: str,
+        message: str,
+        install_url: str | None,
+        *,
+        stored: tuple[str, ...] = (),
+    ) -> Result:
         if self._settings.failure_url and status != 500:
             location = http.with_query(self._settings.failure_url, {"reason": outcome})
             return Result(http.redirect(location, cookies=[self._clear()]), outcome, ok=False, stored=stored)

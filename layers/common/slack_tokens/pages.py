@@ -24,8 +24,13 @@ def installed(workspace: str | None) -> str:
 
 
 def cancelled(install_url: str | None) -> str:
-    return page("Install cancelled", "You chose not to add the app. Nothing was changed.", ok=False,
-                retry_url=install_url, retry_label="Add to Slack")
+    return page(
+        "Install cancelled",
+        "You chose not to add the app. Nothing was changed.",
+        ok=False,
+        retry_url=install_url,
+        retry_label="Add to Slack",
+    )
 
 
 def failed(title: str, message: str, install_url: str | None) -> str:

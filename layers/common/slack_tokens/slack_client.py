@@ -103,20 +103,17 @@ class SlackClient:
         body = self._call(ACCESS, fields, (client_id, client_secret), deadline=deadline, retry_lost_answer=True)
         return parse_oauth_access(body, now=int(self._now()), method=ACCESS)
 
-    def refresh(
-        self, *, client_id: str, client_secret: str, refresh_token: str, deadline: float
-    ) -> RefreshedToken:
+    def refresh(self, *, client_id: str, client_secret: str, refresh_token: str, deadline: float) -> RefreshedToken:
         """``oauth.v2.access`` with ``grant_type=refresh_token``: returns ONE new access + refresh token."""
         fields = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         body = self._call(ACCESS, fields, (client_id, client_secret), deadline=deadline, retry_lost_answer=True)
         return parse_refresh(body, now=int(self._now()))
 
-    def exchange_legacy_token(
-        self, *, client_id: str, client_secret: str, token: str, deadline: float
-    ) -> OAuthAccess:
+    def exchange_legacy_token(self, *, client_id: str, client_secret: str, token: str, deadline: float) -> OAuthAccess:
         """``oauth.v2.exchange``: a legacy xoxb/xoxp token becomes an expiring pair. Never repeated blindly."""
-        body = self._call(EXCHANGE, {"token": token}, (client_id, client_secret), deadline=deadline,
-                          retry_lost_answer=False)
+        body = self._call(
+            EXCHANGE, {"token": token}, (client_id, client_secret), deadline=deadline, retry_lost_answer=False
+        )
         return parse_oauth_access(body, now=int(self._now()), method=EXCHANGE)
 
     # -- transport ---------------------------------------------------------------------------------------------
@@ -140,21 +137,34 @@ class SlackClient:
                 break
             if self._limiter is not None and not self._limiter.acquire(deadline):
                 break
-            timeout = urllib3.Timeout(connect=min(policy.connect_timeout, remaining),
-                                      read=min(policy.read_timeout, remaining))
+            timeout = urllib3.Timeout(
+                connect=min(policy.connect_timeout, remaining), read=min(policy.read_timeout, remaining)
+            )
             try:
                 response = self._pool.request(
-                    "POST", self._api_url + method, fields=dict(fields), encode_multipart=False,
-                    headers=headers, timeout=timeout, retries=False, redirect=False,
+                    "POST",
+                    self._api_url + method,
+                    fields=dict(fields),
+                    encode_multipart=False,
+                    headers=headers,
+                    timeout=timeout,
+                    retries=False,
+                    redirect=False,
                 )
             except (ConnectTimeoutError, NewConnectionError) as exc:
                 last = errors.SlackTransportError(
-                    "connection_failed", f"could not connect to Slack ({type(exc).__name__})",
-                    method=method, request_sent=False)
+                    "connection_failed",
+                    f"could not connect to Slack ({type(exc).__name__})",
+                    method=method,
+                    request_sent=False,
+                )
             except HTTPError as exc:
                 last = errors.SlackTransportError(
-                    "answer_lost", f"the request was sent but no answer came back ({type(exc).__name__})",
-                    method=method, request_sent=True)
+                    "answer_lost",
+                    f"the request was sent but no answer came back ({type(exc).__name__})",
+                    method=method,
+                    request_sent=True,
+                )
                 if not retry_lost_answer:
                     raise last from None
             else:
@@ -172,7 +182,8 @@ class SlackClient:
             self._sleep(wait)
         if last is None:
             last = errors.SlackTransportError(
-                "deadline_exceeded", "no time left to call Slack", method=method, request_sent=False)
+                "deadline_exceeded", "no time left to call Slack", method=method, request_sent=False
+            )
         raise last
 
     def _backoff(self, attempt: int, error: errors.SlackApiError) -> float:
@@ -187,24 +198,28 @@ class SlackClient:
 def _interpret(method: str, status: int, headers: Mapping[str, str], data: bytes) -> dict[str, Any]:
     """Turn one HTTP answer into a JSON body or a typed error."""
     if status == 429:
-        raise errors.error_for("ratelimited", method=method, http_status=status,
-                               retry_after=_retry_after(headers.get("Retry-After")))
+        raise errors.error_for(
+            "ratelimited", method=method, http_status=status, retry_after=_retry_after(headers.get("Retry-After"))
+        )
     body = _json_object(data)
     if status == 200 and body is not None:
         if body.get("ok") is True:
             return body
         code = body.get("error")
-        raise errors.error_for(code if isinstance(code, str) and code else "unknown_error",
-                               method=method, http_status=status)
+        raise errors.error_for(
+            code if isinstance(code, str) and code else "unknown_error", method=method, http_status=status
+        )
     if body is not None and isinstance(body.get("error"), str) and body["error"]:
         # Some failures arrive as HTTP 400 with Slack's usual JSON body: trust the code.
         raise errors.error_for(body["error"], method=method, http_status=status)
     if status >= 500 or status == 200:
         # 5xx, or a 200 that is not JSON (a proxy's page): Slack did not answer; safe to treat as transient.
-        raise errors.SlackTransportError(f"http_{status}", "Slack returned an unusable answer",
-                                         method=method, request_sent=True, http_status=status)
-    raise errors.SlackUnknownError(f"http_{status}", "Slack returned an unexpected HTTP status",
-                                   method=method, http_status=status)
+        raise errors.SlackTransportError(
+            f"http_{status}", "Slack returned an unusable answer", method=method, request_sent=True, http_status=status
+        )
+    raise errors.SlackUnknownError(
+        f"http_{status}", "Slack returned an unexpected HTTP status", method=method, http_status=status
+    )
 
 
 def _json_object(data: bytes) -> dict[str, Any] | None:
@@ -231,8 +246,9 @@ def _retry_after(value: str | None) -> float:
 
 
 def _malformed(method: str, what: str) -> errors.SlackApiError:
-    return errors.SlackUnknownError("invalid_response", f"Slack's answer is missing or has an invalid {what}",
-                                    method=method)
+    return errors.SlackUnknownError(
+        "invalid_response", f"Slack's answer is missing or has an invalid {what}", method=method
+    )
 
 
 def _object(value: object) -> Mapping[str, Any]:
@@ -293,9 +309,16 @@ def parse_oauth_access(body: Mapping[str, Any], *, now: int, method: str = ACCES
         if (refresh is None) != (expires_at is None):
             raise _malformed(method, f"{token_type} refresh_token/expires_in combination")
         scope = source.get("scope")
-        return TokenPair(token_type=token_type, access_token=access, refresh_token=refresh,
-                         expires_at=expires_at, scope=scope if isinstance(scope, str) else "",
-                         updated_at=now, **common, **who)
+        return TokenPair(
+            token_type=token_type,
+            access_token=access,
+            refresh_token=refresh,
+            expires_at=expires_at,
+            scope=scope if isinstance(scope, str) else "",
+            updated_at=now,
+            **common,
+            **who,
+        )
 
     bot = user = None
     top_type = body.get("token_type", "bot")
@@ -303,8 +326,12 @@ def parse_oauth_access(body: Mapping[str, Any], *, now: int, method: str = ACCES
     if body.get("access_token") is not None:
         if top_type == "bot":
             webhook = body.get("incoming_webhook")
-            bot = pair(body, "bot", bot_user_id=_id(body.get("bot_user_id"), method, "bot user id"),
-                       incoming_webhook=webhook if isinstance(webhook, dict) else None)
+            bot = pair(
+                body,
+                "bot",
+                bot_user_id=_id(body.get("bot_user_id"), method, "bot user id"),
+                incoming_webhook=webhook if isinstance(webhook, dict) else None,
+            )
         elif top_type == "user":  # oauth.v2.exchange of a user token answers with the user token on top
             if user_id is None:
                 raise _malformed(method, "user id")
@@ -315,8 +342,14 @@ def parse_oauth_access(body: Mapping[str, Any], *, now: int, method: str = ACCES
         if user_id is None:
             raise _malformed(method, "authed_user id")
         user = pair(authed_user, "user", user_id=user_id)
-    return OAuthAccess(bot=bot, user=user, app_id=app_id, team_id=team_id, enterprise_id=enterprise_id,
-                       is_enterprise_install=is_enterprise_install)
+    return OAuthAccess(
+        bot=bot,
+        user=user,
+        app_id=app_id,
+        team_id=team_id,
+        enterprise_id=enterprise_id,
+        is_enterprise_install=is_enterprise_install,
+    )
 
 
 def parse_refresh(body: Mapping[str, Any], *, now: int) -> RefreshedToken:
@@ -330,5 +363,10 @@ def parse_refresh(body: Mapping[str, Any], *, now: int) -> RefreshedToken:
     if access is None or refresh is None or expires_at is None:
         raise _malformed(ACCESS, "refresh answer")
     scope = body.get("scope")
-    return RefreshedToken(token_type=token_type, access_token=access, refresh_token=refresh,
-                          expires_at=expires_at, scope=scope if isinstance(scope, str) else None)
+    return RefreshedToken(
+        token_type=token_type,
+        access_token=access,
+        refresh_token=refresh,
+        expires_at=expires_at,
+        scope=scope if isinstance(scope, str) else None,
+    )

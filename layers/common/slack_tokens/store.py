@@ -81,8 +81,13 @@ class SecretMeta:
     def from_api(cls, entry: dict[str, Any]) -> SecretMeta:
         versions = entry.get("VersionIdsToStages") or entry.get("SecretVersionsToStages") or {}
         tags = {tag["Key"]: tag.get("Value", "") for tag in entry.get("Tags") or []}
-        return cls(name=entry["Name"], arn=entry.get("ARN", ""), versions=dict(versions), tags=tags,
-                   deleted=entry.get("DeletedDate") is not None)
+        return cls(
+            name=entry["Name"],
+            arn=entry.get("ARN", ""),
+            versions=dict(versions),
+            tags=tags,
+            deleted=entry.get("DeletedDate") is not None,
+        )
 
     def version_with(self, stage: str) -> str | None:
         return next((vid for vid, stages in self.versions.items() if stage in stages), None)
@@ -132,14 +137,18 @@ class TokenStore:
             answer = self._client.get_secret_value(SecretId=name, **selector)
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, "GetSecretValue", name) from None
-        return StoredPair(name=answer["Name"], version_id=answer["VersionId"],
-                          pair=TokenPair.from_secret_string(answer["SecretString"]))
+        return StoredPair(
+            name=answer["Name"],
+            version_id=answer["VersionId"],
+            pair=TokenPair.from_secret_string(answer["SecretString"]),
+        )
 
     def list_pairs(self) -> Iterator[SecretMeta]:
         """Every secret under the prefix, with tags and version stages (one paginated ListSecrets)."""
         paginator = self._client.get_paginator("list_secrets")
-        pages = paginator.paginate(Filters=[{"Key": "name", "Values": [self.prefix]}],
-                                   PaginationConfig={"PageSize": 100})
+        pages = paginator.paginate(
+            Filters=[{"Key": "name", "Values": [self.prefix]}], PaginationConfig={"PageSize": 100}
+        )
         try:
             for page in pages:
                 for entry in page.get("SecretList", []):
@@ -169,11 +178,22 @@ class TokenStore:
                 meta = self.describe(name)
             if meta is not None and meta.deleted:
                 self._call("RestoreSecret", name, self._client.restore_secret, SecretId=name)
-            self._call("PutSecretValue", name, self._client.put_secret_value, SecretId=name,
-                       SecretString=secret_string, ClientRequestToken=version_id)
+            self._call(
+                "PutSecretValue",
+                name,
+                self._client.put_secret_value,
+                SecretId=name,
+                SecretString=secret_string,
+                ClientRequestToken=version_id,
+            )
             if meta is None or meta.tags.get(STATUS_TAG) != pair.status:
-                self._call("TagResource", name, self._client.tag_resource, SecretId=name,
-                           Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+                self._call(
+                    "TagResource",
+                    name,
+                    self._client.tag_resource,
+                    SecretId=name,
+                    Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                )
 
         self._retrying(write, deadline)
         return StoredPair(name=name, version_id=version_id, pair=pair)
@@ -182,7 +202,9 @@ class TokenStore:
         """CreateSecret; ``False`` when another writer created it first (then the caller puts a version)."""
         try:
             self._client.create_secret(
-                Name=name, SecretString=secret_string, ClientRequestToken=version_id,
+                Name=name,
+                SecretString=secret_string,
+                ClientRequestToken=version_id,
                 Description="Slack token pair managed by slack-token-lifecycle. Do not edit by hand.",
                 Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
             )
@@ -199,9 +221,18 @@ class TokenStore:
         """Store-first: write ``pair`` as a new version labelled ``AWSPENDING`` only. Returns its version id."""
         version_id = new_version_id(pair.status, pair.expires_at)
         secret_string = pair.to_secret_string()
-        self._retrying(lambda: self._call(
-            "PutSecretValue", name, self._client.put_secret_value, SecretId=name, SecretString=secret_string,
-            ClientRequestToken=version_id, VersionStages=[AWSPENDING]), deadline)
+        self._retrying(
+            lambda: self._call(
+                "PutSecretValue",
+                name,
+                self._client.put_secret_value,
+                SecretId=name,
+                SecretString=secret_string,
+                ClientRequestToken=version_id,
+                VersionStages=[AWSPENDING],
+            ),
+            deadline,
+        )
         return version_id
 
     def promote(self, name: str, version_id: str, *, expected_current: str, deadline: float) -> None:
@@ -213,12 +244,16 @@ class TokenStore:
         def move() -> None:
             try:
                 self._client.update_secret_version_stage(
-                    SecretId=name, VersionStage=AWSCURRENT, MoveToVersionId=version_id,
-                    RemoveFromVersionId=expected_current)
+                    SecretId=name,
+                    VersionStage=AWSCURRENT,
+                    MoveToVersionId=version_id,
+                    RemoveFromVersionId=expected_current,
+                )
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") == "InvalidParameterException":
-                    raise VersionConflictError(f"{name}: AWSCURRENT moved away from the refreshed version",
-                                               code="InvalidParameterException") from None
+                    raise VersionConflictError(
+                        f"{name}: AWSCURRENT moved away from the refreshed version", code="InvalidParameterException"
+                    ) from None
                 raise _translate(exc, "UpdateSecretVersionStage", name) from None
             except BotoCoreError as exc:
                 raise _translate(exc, "UpdateSecretVersionStage", name) from None
@@ -229,15 +264,30 @@ class TokenStore:
         """Write ``pair`` straight to ``AWSCURRENT`` (status changes; no token changes hands)."""
         version_id = new_version_id(pair.status, pair.expires_at)
         secret_string = pair.to_secret_string()
-        self._retrying(lambda: self._call(
-            "PutSecretValue", name, self._client.put_secret_value, SecretId=name, SecretString=secret_string,
-            ClientRequestToken=version_id), deadline)
+        self._retrying(
+            lambda: self._call(
+                "PutSecretValue",
+                name,
+                self._client.put_secret_value,
+                SecretId=name,
+                SecretString=secret_string,
+                ClientRequestToken=version_id,
+            ),
+            deadline,
+        )
         return version_id
 
     def set_status_tag(self, name: str, status: str, *, deadline: float) -> None:
-        self._retrying(lambda: self._call(
-            "TagResource", name, self._client.tag_resource, SecretId=name,
-            Tags=[{"Key": STATUS_TAG, "Value": status}]), deadline)
+        self._retrying(
+            lambda: self._call(
+                "TagResource",
+                name,
+                self._client.tag_resource,
+                SecretId=name,
+                Tags=[{"Key": STATUS_TAG, "Value": status}],
+            ),
+            deadline,
+        )
 
     # -- plumbing ----------------------------------------------------------------------------------------------
 

@@ -1,0 +1,180 @@
+"""Shared fixtures: the local AWS (moto server over HTTP), the fake Slack, and a configured app around them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from slack_tokens import entrypoints
+from slack_tokens.observability import logger as service_logger
+from tests.support.aws import MotoServer
+from tests.support.fake_slack import FakeSlack
+from tests.support.lambda_runtime import http_event, invoke, load_handler
+
+CLIENT_ID = "1111111111.2222222222"
+CLIENT_SECRET = "fake-client-secret-0123456789abcdef"
+STATE_KEY = "state-key-" + "k" * 54
+PREFIX = "slack/tokens/"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """An empty Secrets Manager, and the environment pointing boto3 at it."""
+    moto_server.reset()
+    for key, value in moto_server.env().items():
+        monkeypatch.setenv(key, value)
+    return moto_server.client()
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def handlers() -> dict[str, ModuleType]:
+    return {name: load_handler(name) for name in ("install", "oauth_callback")}
+
+
+class LogCapture(logging.Handler):
+    """Every line the service logger would print, formatted exactly as Powertools prints it."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(service_logger.registered_formatter)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
+
+
+@pytest.fixture
+def logs() -> Iterator[LogCapture]:
+    capture = LogCapture()
+    std_logger = logging.getLogger(service_logger.name)
+    std_logger.addHandler(capture)
+    try:
+        yield capture
+    finally:
+        std_logger.removeHandler(capture)
+
+
+@dataclass
+class Browser:
+    """The state a browser keeps between the install redirect and the callback."""
+
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def cookie_list(self) -> list[str]:
+        return [f"{k}={v}" for k, v in self.cookies.items()]
+
+    def remember(self, response: dict[str, Any]) -> None:
+        for cookie in response.get("cookies", []):
+            name, _, rest = cookie.partition("=")
+            value = rest.split(";", 1)[0]
+            if "Max-Age=0" in cookie:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+
+
+@dataclass
+class App:
+    """The deployed app as a browser and an operator see it, driven through the real handlers."""
+
+    handlers: dict[str, ModuleType]
+    slack: FakeSlack
+    client: Any
+    browser: Browser = field(default_factory=Browser)
+
+    def install(self, query: dict[str, str] | None = None) -> dict[str, Any]:
+        response = invoke(self.handlers["install"].lambda_handler, http_event("/slack/install", query))
+        self.browser.remember(response)
+        return response
+
+    def callback(
+        self, query: dict[str, str] | str, *, cookies: list[str] | None = None, timeout: float = 29.0
+    ) -> dict[str, Any]:
+        event = http_event(
+            "/slack/oauth_redirect", query, cookies=self.browser.cookie_list() if cookies is None else cookies
+        )
+        response = invoke(self.handlers["oauth_callback"].lambda_handler, event, timeout_seconds=timeout)
+        self.browser.remember(response)
+        return response
+
+    def authorize(self, install_response: dict[str, Any]) -> dict[str, str]:
+        """What the user's click on "Allow" does: Slack redirects back with a code and the same state."""
+        location = install_response["headers"]["Location"]
+        params = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+        code = self.slack.grant_code(
+            scope=params.get("scope", ""),
+            user_scope=params.get("user_scope", ""),
+            redirect_uri=params.get("redirect_uri"),
+            code_challenge=params.get("code_challenge"),
+        )
+        return {"code": code, "state": params["state"]}
+
+    def full_install(self) -> dict[str, Any]:
+        return self.callback(self.authorize(self.install()))
+
+    def secret_names(self) -> list[str]:
+        names: list[str] = []
+        for page in self.client.get_paginator("list_secrets").paginate():
+            names += [s["Name"] for s in page["SecretList"] if s["Name"].startswith(PREFIX)]
+        return sorted(names)
+
+    def stored(self, name: str) -> dict[str, Any]:
+        value = self.client.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")["SecretString"]
+        return json.loads(value)
+
+
+def configure(monkeypatch: pytest.MonkeyPatch, aws: Any, slack: FakeSlack, **overrides: str) -> None:
+    """Create the app's two configuration secrets and set the functions' environment, as the template does."""
+    app_secret = aws.create_secret(
+        Name="slack-app/credentials", SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+    )
+    state_secret = aws.create_secret(Name="slack-app/state-key", SecretString=STATE_KEY)
+    env = {
+        "SLACK_APP_SECRET_ID": app_secret["ARN"],
+        "SLACK_STATE_SECRET_ID": state_secret["ARN"],
+        "TOKEN_SECRET_PREFIX": PREFIX,
+        "SLACK_API_URL": slack.api_url,
+        "SLACK_AUTHORIZE_URL": slack.authorize_url,
+        "SLACK_SCOPES": "chat:write,commands",
+        "SLACK_USER_SCOPES": "",
+        "SLACK_REDIRECT_URI": "",
+        "SLACK_PKCE_ENABLED": "false",
+        "SLACK_ALLOW_STATELESS_ORG_INSTALL": "false",
+        "INSTALL_SUCCESS_URL": "",
+        "INSTALL_FAILURE_URL": "",
+        "POWERTOOLS_METRICS_NAMESPACE": "SlackTokenLifecycleTest",
+        **overrides,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    entrypoints.reset()
+
+
+@pytest.fixture
+def app(aws: Any, slack: FakeSlack, handlers: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
+    configure(monkeypatch, aws, slack)
+    yield App(handlers=handlers, slack=slack, client=aws)
+    entrypoints.reset()
