@@ -31,9 +31,7 @@ APP_SECRET = {
     ]
 }
 STATE_SECRET = {"Ref": "StateKeySecret"}
-TOKEN_SECRETS_ARN = (
-    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${TokenSecretPrefix}*"
-)
+TOKEN_SECRETS_ARN = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${TokenSecretPrefix}*"
 CALLBACK_ACTIONS = {
     "secretsmanager:GetSecretValue",
     "secretsmanager:DescribeSecret",
@@ -265,9 +263,7 @@ def test_function_code_and_timeout(
 def test_route_is_a_get_on_the_http_api_with_payload_v2(
     template: dict[str, Any], functions: dict[str, dict[str, Any]], name: str, path: str
 ) -> None:
-    events = [
-        event["Properties"] for event in functions[name]["Events"].values() if event["Type"] == "HttpApi"
-    ]
+    events = [event["Properties"] for event in functions[name]["Events"].values() if event["Type"] == "HttpApi"]
 
     assert template["Resources"]["SlackOAuthApi"]["Type"] == "AWS::Serverless::HttpApi"
     assert len(events) == 1
@@ -316,9 +312,7 @@ def test_install_function_only_reads_app_credentials_and_state_key(
     granted = grants(statements_of(functions["InstallFunction"]))
 
     assert set(granted) == {"secretsmanager:GetSecretValue"}
-    assert sorted(granted["secretsmanager:GetSecretValue"]) == sorted(
-        rendered_resources([APP_SECRET, STATE_SECRET])
-    )
+    assert sorted(granted["secretsmanager:GetSecretValue"]) == sorted(rendered_resources([APP_SECRET, STATE_SECRET]))
 
 
 def test_callback_function_reads_config_secrets_and_writes_only_token_secrets(
@@ -327,9 +321,7 @@ def test_callback_function_reads_config_secrets_and_writes_only_token_secrets(
     granted = grants(statements_of(functions["OAuthCallbackFunction"]))
 
     assert set(granted) == CALLBACK_ACTIONS
-    assert sorted(granted["secretsmanager:GetSecretValue"]) == sorted(
-        rendered_resources([APP_SECRET, STATE_SECRET])
-    )
+    assert sorted(granted["secretsmanager:GetSecretValue"]) == sorted(rendered_resources([APP_SECRET, STATE_SECRET]))
     for action in CALLBACK_ACTIONS - {"secretsmanager:GetSecretValue"}:
         assert granted[action] == [TOKEN_SECRETS_ARN], action
 
@@ -370,9 +362,7 @@ def test_client_secret_parameter_is_hidden_and_used_only_by_the_app_credentials_
 ) -> None:
     parameter = template["Parameters"]["SlackClientSecret"]
     users = {
-        name
-        for name, resource in template["Resources"].items()
-        if "SlackClientSecret" in referenced_names(resource)
+        name for name, resource in template["Resources"].items() if "SlackClientSecret" in referenced_names(resource)
     }
 
     assert parameter["NoEcho"] is True

@@ -55,11 +55,10 @@ tracer = _make_tracer()
 
 
 def count(name: str, value: float = 1, **dimensions: str) -> None:
-    """Emit one metric now. Dimensions (e.g. ``reason``) go on this metric only."""
-    if not dimensions:
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-        return
-    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
-        metric.add_dimension(name="service", value=SERVICE)
-        for key, dimension in dimensions.items():
-            metric.add_dimension(name=key, value=dimension)
+    """Emit a metric: the total under ``name`` and, for each dimension given (e.g. ``reason``), a breakdown."""
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if dimensions:
+        with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
+            metric.add_dimension(name="service", value=SERVICE)
+            for key, dimension in dimensions.items():
+                metric.add_dimension(name=key, value=dimension)

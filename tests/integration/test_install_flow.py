@@ -1,0 +1,196 @@
+"""Install -> Slack consent -> callback, through the real handlers, moto server and the fake Slack over HTTP."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from slack_tokens.models import ACTIVE, parse_version_id
+from slack_tokens.state import StateSigner
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, STATE_KEY, App, configure
+
+CALLBACK = "https://abc123.execute-api.us-east-1.amazonaws.com/slack/oauth_redirect"
+
+
+def location_params(response: dict[str, Any]) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(response["headers"]["Location"]).query).items()}
+
+
+def tags_of(app: App, name: str) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in app.client.describe_secret(SecretId=name)["Tags"]}
+
+
+# -- install ----------------------------------------------------------------------------------------------------
+
+
+def test_install_redirects_to_slack_with_a_signed_state_bound_to_a_cookie(app: App) -> None:
+    response = app.install()
+
+    assert response["statusCode"] == 302
+    assert response["headers"]["Location"].startswith(app.slack.authorize_url + "?")
+    params = location_params(response)
+    assert params["client_id"] == CLIENT_ID
+    assert params["scope"] == "chat:write,commands"
+    assert params["redirect_uri"] == CALLBACK
+    assert "code_challenge" not in params
+    (cookie,) = response["cookies"]
+    assert cookie.startswith("slack_oauth_state=")
+    for attribute in ("HttpOnly", "Secure", "SameSite=Lax", "Max-Age=600"):
+        assert attribute in cookie
+    nonce = cookie.split("=", 1)[1].split(";")[0]
+    StateSigner(STATE_KEY).verify(params["state"], nonce, int(time.time()))
+
+
+def test_install_passes_a_valid_team_hint_and_drops_a_bad_one(app: App) -> None:
+    assert location_params(app.install({"team": "T0001"}))["team"] == "T0001"
+    assert "team" not in location_params(app.install({"team": "<script>"}))
+
+
+# -- happy paths -------------------------------------------------------------------------------------------------
+
+
+def test_bot_install_stores_one_pair_in_the_documented_format(app: App) -> None:
+    response = app.full_install()
+
+    assert response["statusCode"] == 200
+    assert "Installed" in response["body"] and "Sandbox Workspace" in response["body"]
+    assert any("Max-Age=0" in c for c in response["cookies"])  # the state cookie is cleared
+    assert app.secret_names() == ["slack/tokens/team/T0001/bot"]
+    stored = app.stored("slack/tokens/team/T0001/bot")
+    assert stored["token_type"] == "bot"
+    assert stored["access_token"].startswith("xoxe.xoxb-")
+    assert stored["refresh_token"].startswith("xoxe-")
+    assert abs(stored["expires_at"] - (time.time() + 43200)) < 60
+    assert stored["scope"] == "chat:write,commands"
+    assert stored["team_id"] == "T0001" and stored["enterprise_id"] is None
+    assert stored["is_enterprise_install"] is False
+    assert stored["bot_user_id"] == "B0001" and stored["app_id"] == "A0001"
+    assert stored["status"] == ACTIVE
+    assert app.slack.is_refresh_token_valid(stored["refresh_token"])
+    assert tags_of(app, "slack/tokens/team/T0001/bot") == {
+        "slack:token_type": "bot",
+        "slack:team_id": "T0001",
+        "slack:status": "active",
+    }
+    meta = app.client.describe_secret(SecretId="slack/tokens/team/T0001/bot")
+    (version,) = [v for v, stages in meta["VersionIdsToStages"].items() if "AWSCURRENT" in stages]
+    assert parse_version_id(version).expires_at == stored["expires_at"]  # type: ignore[union-attr]
+
+
+def test_the_code_exchange_uses_basic_auth_and_the_same_redirect_uri(app: App) -> None:
+    app.full_install()
+
+    (request,) = [r for r in app.slack.requests if r.method == "oauth.v2.access"]
+    assert request.basic_auth == (CLIENT_ID, CLIENT_SECRET)
+    assert "client_secret" not in request.form
+    assert request.form["redirect_uri"] == CALLBACK
+    assert request.form["grant_type"] == "authorization_code"
+
+
+def test_bot_and_user_install_stores_two_pairs(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_USER_SCOPES", "search:read")
+    app.slack.set_installation(incoming_webhook=True)
+    from slack_tokens import entrypoints
+
+    entrypoints.reset()
+    assert app.full_install()["statusCode"] == 200
+
+    assert app.secret_names() == ["slack/tokens/team/T0001/bot", "slack/tokens/team/T0001/user/U0001"]
+    user = app.stored("slack/tokens/team/T0001/user/U0001")
+    assert user["token_type"] == "user" and user["user_id"] == "U0001"
+    assert user["access_token"].startswith("xoxe.xoxp-") and user["scope"] == "search:read"
+    assert app.stored("slack/tokens/team/T0001/bot")["incoming_webhook"]["url"].startswith("http")
+
+
+def test_user_only_install_stores_the_user_pair(
+    aws: Any, slack: Any, handlers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, aws, slack, SLACK_SCOPES="", SLACK_USER_SCOPES="search:read")
+    app = App(handlers=handlers, slack=slack, client=aws)
+
+    assert app.full_install()["statusCode"] == 200
+    assert app.secret_names() == ["slack/tokens/team/T0001/user/U0001"]
+
+
+def test_grid_workspace_install_is_named_under_its_enterprise(app: App) -> None:
+    app.slack.set_installation(team_id="T0002", enterprise_id="E0001", enterprise_name="Grid Org")
+
+    assert app.full_install()["statusCode"] == 200
+    assert app.secret_names() == ["slack/tokens/enterprise/E0001/team/T0002/bot"]
+    assert tags_of(app, "slack/tokens/enterprise/E0001/team/T0002/bot")["slack:enterprise_id"] == "E0001"
+
+
+def test_org_wide_install_is_named_by_enterprise_only(app: App) -> None:
+    app.slack.set_installation(
+        team_id=None, enterprise_id="E0001", enterprise_name="Grid Org", is_enterprise_install=True
+    )
+
+    response = app.full_install()
+
+    assert response["statusCode"] == 200 and "Grid Org" in response["body"]
+    assert app.secret_names() == ["slack/tokens/enterprise/E0001/bot"]
+    stored = app.stored("slack/tokens/enterprise/E0001/bot")
+    assert stored["is_enterprise_install"] is True and stored["team_id"] is None
+
+
+def test_reinstall_replaces_the_pair_with_the_new_scopes(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    app.full_install()
+    first = app.stored("slack/tokens/team/T0001/bot")
+    monkeypatch.setenv("SLACK_SCOPES", "chat:write,commands,channels:read")
+    from slack_tokens import entrypoints
+
+    entrypoints.reset()
+    app.full_install()
+
+    second = app.stored("slack/tokens/team/T0001/bot")
+    assert second["scope"] == "chat:write,commands,channels:read"
+    assert second["access_token"] != first["access_token"]
+    versions = app.client.describe_secret(SecretId="slack/tokens/team/T0001/bot")["VersionIdsToStages"]
+    assert sorted(stage for stages in versions.values() for stage in stages) == ["AWSCURRENT", "AWSPREVIOUS"]
+
+
+def test_pkce_sends_a_challenge_and_the_matching_verifier(
+    aws: Any, slack: Any, handlers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, aws, slack, SLACK_PKCE_ENABLED="true")
+    app = App(handlers=handlers, slack=slack, client=aws)
+
+    install = app.install()
+    params = location_params(install)
+    assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
+    assert app.callback(app.authorize(install))["statusCode"] == 200
+    (request,) = [r for r in slack.requests if r.method == "oauth.v2.access"]
+    assert 43 <= len(request.form["code_verifier"]) <= 128
+
+
+def test_success_url_gets_a_redirect_with_the_team(
+    aws: Any, slack: Any, handlers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, aws, slack, INSTALL_SUCCESS_URL="https://example.com/welcome")
+    app = App(handlers=handlers, slack=slack, client=aws)
+
+    response = app.full_install()
+
+    assert response["statusCode"] == 302
+    assert response["headers"]["Location"] == "https://example.com/welcome?team=T0001"
+
+
+def test_stateless_org_install_is_refused_by_default_and_accepted_when_enabled(
+    aws: Any, slack: Any, handlers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slack.set_installation(team_id=None, enterprise_id="E0001", is_enterprise_install=True)
+    code = slack.grant_code(scope="chat:write", user_scope="", redirect_uri=CALLBACK)
+    configure(monkeypatch, aws, slack)
+    app = App(handlers=handlers, slack=slack, client=aws)
+    refused = app.callback({"code": code}, cookies=[])
+    assert refused["statusCode"] == 400 and app.secret_names() == []
+
+    monkeypatch.setenv("SLACK_ALLOW_STATELESS_ORG_INSTALL", "true")
+    from slack_tokens import entrypoints
+
+    entrypoints.reset()
+    assert app.callback({"code": code}, cookies=[])["statusCode"] == 200
+    assert app.secret_names() == ["slack/tokens/enterprise/E0001/bot"]
