@@ -223,7 +223,7 @@ class FakeSlack:
         self,
         *,
         client_id: str = "111.222",
-        client_secret: str = "fake-client-secret",  # noqa: S107 - the fake's own made-up secret
+        client_secret: str = "fake-client-secret",
         token_lifetime: int = 43200,
         refresh_grace_seconds: float = 60.0,
         clock: Callable[[], float] = time.time,
