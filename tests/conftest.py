@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from slack_tokens import entrypoints
+from slack_tokens.models import PairKey
 from slack_tokens.observability import logger as service_logger
 from tests.support.aws import MotoServer
 from tests.support.fake_slack import FakeSlack
@@ -48,7 +49,7 @@ def slack() -> Iterator[FakeSlack]:
 
 @pytest.fixture(scope="session")
 def handlers() -> dict[str, ModuleType]:
-    return {name: load_handler(name) for name in ("install", "oauth_callback")}
+    return {name: load_handler(name) for name in ("install", "oauth_callback", "rotate")}
 
 
 class LogCapture(logging.Handler):
@@ -135,10 +136,27 @@ class App:
     def full_install(self) -> dict[str, Any]:
         return self.callback(self.authorize(self.install()))
 
+    def install_teams(self, teams: list[str], *, enterprise_id: str | None = None) -> list[str]:
+        """Install into each workspace in turn; returns the bot secret names."""
+        for team in teams:
+            self.slack.set_installation(team_id=team, team_name=f"Workspace {team}", enterprise_id=enterprise_id)
+            response = self.full_install()
+            assert response["statusCode"] == 200, response["body"]
+        prefix = f"{PREFIX}enterprise/{enterprise_id}/" if enterprise_id else PREFIX
+        return [f"{prefix}team/{team}/bot" for team in teams]
+
+    def rotate(self, event: dict[str, Any] | None = None, *, timeout: float = 900.0) -> dict[str, Any]:
+        result: dict[str, Any] = invoke(self.handlers["rotate"].lambda_handler, event or {}, timeout_seconds=timeout)
+        return result
+
+    def current_version(self, name: str) -> str:
+        versions = self.client.describe_secret(SecretId=name)["VersionIdsToStages"]
+        return next(v for v, stages in versions.items() if "AWSCURRENT" in stages)
+
     def secret_names(self) -> list[str]:
         names: list[str] = []
         for page in self.client.get_paginator("list_secrets").paginate():
-            names += [s["Name"] for s in page["SecretList"] if s["Name"].startswith(PREFIX)]
+            names += [s["Name"] for s in page["SecretList"] if PairKey.from_secret_name(PREFIX, s["Name"])]
         return sorted(names)
 
     def stored(self, name: str) -> dict[str, Any]:

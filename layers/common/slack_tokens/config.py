@@ -18,6 +18,9 @@ DEFAULT_PREFIX = "slack/tokens/"
 DEFAULT_API_URL = "https://slack.com/api/"
 DEFAULT_AUTHORIZE_URL = "https://slack.com/oauth/v2/authorize"
 DEFAULT_ROTATION_MARGIN = 7200
+# Slack allows 600 oauth.v2.access calls a minute per app; keep a little for installs happening meanwhile.
+DEFAULT_REFRESH_PER_MINUTE = 590
+DEFAULT_ROTATION_WORKERS = 8
 _PREFIX = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,200}/$")
 _SCOPE = re.compile(r"^[a-z0-9_.:-]+$")
 _TRUE = {"true", "1", "yes", "on"}
@@ -66,6 +69,8 @@ class Settings:
     success_url: str | None = None
     failure_url: str | None = None
     rotation_margin_seconds: int = DEFAULT_ROTATION_MARGIN
+    refresh_per_minute: int = DEFAULT_REFRESH_PER_MINUTE
+    rotation_workers: int = DEFAULT_ROTATION_WORKERS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, need_state: bool = False) -> Settings:
@@ -113,6 +118,14 @@ class Settings:
         margin = int(margin_text) if margin_text.isdigit() else -1
         if not 300 <= margin <= 39600:
             problems.append("ROTATION_MARGIN_SECONDS must be an integer from 300 to 39600 (11 hours)")
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = text(name) or str(default)
+            if not raw.isdigit() or not low <= int(raw) <= high:
+                problems.append(f"{name} must be an integer from {low} to {high}")
+                return default
+            return int(raw)
+
         settings = cls(
             app_secret_id=app_secret_id,
             state_secret_id=state_secret_id,
@@ -127,6 +140,8 @@ class Settings:
             success_url=url("INSTALL_SUCCESS_URL", None),
             failure_url=url("INSTALL_FAILURE_URL", None),
             rotation_margin_seconds=margin,
+            refresh_per_minute=integer("SLACK_REFRESH_PER_MINUTE", DEFAULT_REFRESH_PER_MINUTE, 1, 600),
+            rotation_workers=integer("ROTATION_WORKERS", DEFAULT_ROTATION_WORKERS, 1, 64),
         )
         if need_state and not settings.scopes and not settings.user_scopes:
             problems.append("set SLACK_SCOPES and/or SLACK_USER_SCOPES (Slack refuses an install with no scopes)")

@@ -16,7 +16,9 @@ from typing import Any
 from slack_tokens import errors, http, pages
 from slack_tokens.config import Settings
 from slack_tokens.oauth_flow import OAuthFlow, Result
-from slack_tokens.observability import count, logger
+from slack_tokens.observability import count, logger, seconds
+from slack_tokens.ratelimit import Pacer
+from slack_tokens.rotation import Rotator
 from slack_tokens.slack_client import SlackClient
 from slack_tokens.store import ConfigSecrets, TokenStore, make_client
 
@@ -34,8 +36,24 @@ def oauth_flow() -> OAuthFlow:
     return OAuthFlow(settings, secrets, SlackClient(settings.api_url), TokenStore(client, settings.token_prefix))
 
 
+@cache
+def rotator() -> Rotator:
+    settings = Settings.from_env(os.environ)
+    client = secretsmanager_client()
+    secrets = ConfigSecrets(client, app_secret_id=settings.app_secret_id, state_secret_id=None)
+    slack = SlackClient(settings.api_url, limiter=Pacer(settings.refresh_per_minute))
+    return Rotator(
+        TokenStore(client, settings.token_prefix),
+        slack,
+        secrets.app_credentials,
+        margin_seconds=settings.rotation_margin_seconds,
+        workers=settings.rotation_workers,
+    )
+
+
 def reset() -> None:
     """Forget the cached collaborators (tests change the environment between scenarios)."""
+    rotator.cache_clear()
     oauth_flow.cache_clear()
     secretsmanager_client.cache_clear()
 
@@ -48,6 +66,42 @@ def install(event: Mapping[str, Any]) -> dict[str, Any]:
 def oauth_callback(event: Mapping[str, Any], remaining_ms: int) -> dict[str, Any]:
     """GET /slack/oauth_redirect."""
     return _http("Callback", lambda flow: flow.finish_install(event, remaining_ms / 1000.0))
+
+
+def rotate(event: object, remaining_ms: int) -> dict[str, Any]:
+    """RotateFunction: a schedule's event (anything) sweeps; ``{"secret_id": ...}`` rotates that pair now."""
+    secret_id = event.get("secret_id") if isinstance(event, Mapping) else None
+    if secret_id is not None and (not isinstance(secret_id, str) or not 1 <= len(secret_id) <= 2048):
+        logger.error("secret_id must be a secret name or ARN")
+        count("RotationFailed")
+        return {
+            "error": "secret_id must be a secret name or ARN",
+            "due": 0,
+            "rotated": 0,
+            "failed": 0,
+            "skipped": 0,
+            "needs_reinstall": 0,
+        }
+    remaining = remaining_ms / 1000.0
+    work = rotator()
+    summary = work.rotate_one(secret_id, remaining) if secret_id else work.sweep(remaining)
+    report = summary.to_json()
+    for key, metric in (
+        ("due", "RotationDue"),
+        ("rotated", "Rotated"),
+        ("recovered", "RotationRecovered"),
+        ("failed", "RotationFailed"),
+        ("needs_reinstall", "NeedsReinstall"),
+        ("superseded", "RotationSuperseded"),
+        ("deferred", "RotationDeferred"),
+    ):
+        count(metric, report[key])
+    for reason, failures in report["failures"].items():
+        count("RotationFailedByReason", failures, reason=reason)
+    if report["lag_seconds"] is not None:
+        seconds("RotationLagSeconds", report["lag_seconds"])
+    logger.info("rotation run finished", extra={"summary": report})
+    return report
 
 
 def _http(kind: str, run: Callable[[OAuthFlow], Result]) -> dict[str, Any]:

@@ -177,6 +177,8 @@ class TokenPair:
     status: str = ACTIVE
     status_reason: str | None = None
     updated_at: int | None = None
+    # The version id this pair was refreshed from: how a later run recognises a stored-but-unpromoted rotation.
+    rotated_from: str | None = None
     # Fields written by newer versions of this package are kept as they are, so an older reader never drops them.
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
@@ -209,6 +211,8 @@ class TokenPair:
             status_reason=self.status_reason,
             updated_at=self.updated_at,
         )
+        if self.rotated_from is not None:
+            body["rotated_from"] = self.rotated_from
         if self.token_type == "bot":
             body["bot_user_id"] = self.bot_user_id
             body["incoming_webhook"] = dict(self.incoming_webhook) if self.incoming_webhook else None
@@ -250,6 +254,7 @@ class TokenPair:
             "status",
             "status_reason",
             "updated_at",
+            "rotated_from",
         }
         token_type = body.get("token_type")
         access_token = body.get("access_token")
@@ -285,6 +290,7 @@ class TokenPair:
             status=status,
             status_reason=_opt_str(body.get("status_reason")),
             updated_at=body.get("updated_at") if isinstance(body.get("updated_at"), int) else None,
+            rotated_from=_opt_str(body.get("rotated_from")),
             extra={k: v for k, v in body.items() if k not in known},
         )
 

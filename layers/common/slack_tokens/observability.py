@@ -62,3 +62,7 @@ def count(name: str, value: float = 1, **dimensions: str) -> None:
             metric.add_dimension(name="service", value=SERVICE)
             for key, dimension in dimensions.items():
                 metric.add_dimension(name=key, value=dimension)
+
+
+def seconds(name: str, value: float) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=value)

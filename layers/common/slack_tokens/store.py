@@ -11,8 +11,10 @@ idempotent; ``_retrying`` repeats retryable failures until the caller's deadline
 
 from __future__ import annotations
 
+import json
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -51,7 +53,12 @@ T = TypeVar("T")
 
 def make_client() -> Any:
     """A Secrets Manager client with bounded timeouts. Honours ``AWS_ENDPOINT_URL`` (local emulator)."""
-    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
+    config = Config(
+        connect_timeout=2,
+        read_timeout=5,
+        retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=32,  # the rotator's worker threads share this client
+    )
     return boto3.client("secretsmanager", config=config)
 
 
@@ -289,6 +296,9 @@ class TokenStore:
             deadline,
         )
 
+    def lease(self, name: str, *, owner: str) -> Lease:
+        return Lease(self._client, name, owner)
+
     # -- plumbing ----------------------------------------------------------------------------------------------
 
     def _call(self, action: str, name: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
@@ -311,6 +321,89 @@ class TokenStore:
                     raise
                 attempt += 1
                 self._sleep(wait)
+
+
+class Lease:
+    """A run-level mutual exclusion held in one secret, taken and released by compare-and-swap on AWSCURRENT.
+
+    The value is ``{"owner": ..., "expires_at": ...}``. Taking it: read the current version; if it is free or
+    expired, write our claim as a new version and move AWSCURRENT onto it with ``RemoveFromVersionId`` = the
+    version we read. Of two runs racing, exactly one move succeeds. A crashed holder's lease simply expires.
+    """
+
+    STAGE = "LEASE_CLAIM"
+
+    def __init__(self, client: Any, name: str, owner: str) -> None:
+        self._client = client
+        self.name = name
+        self.owner = owner
+        self._held_version: str | None = None
+
+    def acquire(self, now: float, ttl: float) -> bool:
+        try:
+            current_version, holder = self._read()
+            if current_version is None:
+                return self._create(now, ttl)
+            if holder.get("owner") not in (None, self.owner) and float(holder.get("expires_at", 0)) > now:
+                return False
+            return self._swap(current_version, {"owner": self.owner, "expires_at": now + ttl})
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "Lease", self.name) from None
+
+    def release(self) -> None:
+        if self._held_version is None:
+            return
+        try:
+            self._swap(self._held_version, {"owner": None, "expires_at": 0})
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, "Lease", self.name) from None
+        finally:
+            self._held_version = None
+
+    def _read(self) -> tuple[str | None, dict[str, Any]]:
+        try:
+            answer = self._client.get_secret_value(SecretId=self.name, VersionStage=AWSCURRENT)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return None, {}
+            raise
+        try:
+            holder = json.loads(answer["SecretString"])
+        except ValueError:
+            holder = {}
+        return answer["VersionId"], holder if isinstance(holder, dict) else {}
+
+    def _create(self, now: float, ttl: float) -> bool:
+        version = uuid.uuid4().hex
+        try:
+            self._client.create_secret(
+                Name=self.name,
+                ClientRequestToken=version,
+                SecretString=json.dumps({"owner": self.owner, "expires_at": now + ttl}),
+                Description="Rotation lease of slack-token-lifecycle (no token inside).",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceExistsException":
+                return False
+            raise
+        self._held_version = version
+        return True
+
+    def _swap(self, expected: str, value: dict[str, Any]) -> bool:
+        version = uuid.uuid4().hex
+        self._client.put_secret_value(
+            SecretId=self.name, SecretString=json.dumps(value), ClientRequestToken=version, VersionStages=[self.STAGE]
+        )
+        try:
+            self._client.update_secret_version_stage(
+                SecretId=self.name, VersionStage=AWSCURRENT, MoveToVersionId=version, RemoveFromVersionId=expected
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidParameterException":
+                return False
+            raise
+        self._held_version = version if value.get("owner") == self.owner else None
+        return True
 
 
 class ConfigSecrets:

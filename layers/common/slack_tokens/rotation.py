@@ -1,0 +1,396 @@
+"""Crash-safe rotation of token pairs (SPEC 5).
+
+The protocol, for one pair whose ``AWSCURRENT`` version is ``V``::
+
+    LIST ──due?──> READ V ──(AWSPENDING P made from V exists?)──yes──> PROMOTE P (recovered)
+                     │ no
+                     v
+                  REFRESH with V's refresh token  (Slack: the old refresh token now dies after a grace period)
+                     │ new pair N
+                     v
+                  STORE FIRST: PutSecretValue N as AWSPENDING   (retried until the invocation's deadline)
+                     │
+                     v
+                  PROMOTE: move AWSCURRENT V -> N, RemoveFromVersionId=V   (compare-and-swap)
+                     │ conflict: someone else (a reinstall) moved AWSCURRENT -> theirs wins, N is dropped
+                     v
+                  done: AWSCURRENT = AWSPENDING = N
+
+Guarantees: at most one run works at a time (``Lease`` in the store, plus reserved concurrency 1 in the
+template); a refresh starts only when the time left covers Slack's call and the write; a new pair is written
+before anything else happens; a run that finds N stored but unpromoted promotes it instead of refreshing again.
+The one unavoidable window: a crash after Slack answers and before the first write lands, noticed only after
+Slack's grace period for the old refresh token has passed. Within the grace period the next run refreshes again
+with the same refresh token and nothing is lost.
+
+Costs per due pair: 1 Slack call, 3 Secrets Manager calls (GetSecretValue, PutSecretValue,
+UpdateSecretVersionStage); deciding which pairs are due costs one paginated ListSecrets for all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from slack_tokens import errors
+from slack_tokens.config import AppCredentials
+from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, PairKey, TokenPair, parse_version_id
+from slack_tokens.observability import logger
+from slack_tokens.slack_client import SlackClient
+from slack_tokens.store import AWSCURRENT, AWSPENDING, STATUS_TAG, SecretMeta, StoredPair, TokenStore
+
+SLACK_BUDGET = 20.0  # seconds one refresh may take, retries included
+WRITE_BUDGET = 10.0  # seconds kept for the store-first write and the promotion
+SAFETY = 5.0  # seconds kept at the end of the invocation for the summary and metric flush
+LEGACY_FIELD = "legacy_access_token"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pure decisions
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    name: str
+    current_version: str | None
+    pending_version: str | None  # AWSPENDING on a version that is not AWSCURRENT: maybe an unpromoted rotation
+    expires_at: int | None
+
+
+def spread(name: str, margin: int) -> int:
+    """A stable per-pair offset in [0, margin/2): pairs installed together do not all fall due together."""
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") % max(1, margin // 2)
+
+
+def is_due(expires_at: int, now: int, margin: int, name: str) -> bool:
+    return expires_at - now <= margin + spread(name, margin)
+
+
+def plan(metas: Iterable[SecretMeta], prefix: str, now: int, margin: int) -> list[Candidate]:
+    """Which pairs this run must look at, most urgent first, decided from listing metadata alone."""
+    due: list[Candidate] = []
+    for meta in metas:
+        if meta.deleted or PairKey.from_secret_name(prefix, meta.name) is None:
+            continue
+        current = meta.version_with(AWSCURRENT)
+        pending = meta.version_with(AWSPENDING)
+        pending = pending if pending != current else None
+        info = parse_version_id(current) if current else None
+        if pending is not None:
+            due.append(Candidate(meta.name, current, pending, info.expires_at if info else None))
+        elif info is None:  # a version we did not write (edited by hand?): read it to find out
+            due.append(Candidate(meta.name, current, None, None))
+        elif info.status == ACTIVE and info.expires_at is not None and is_due(info.expires_at, now, margin, meta.name):
+            due.append(Candidate(meta.name, current, None, info.expires_at))
+    return sorted(due, key=lambda c: (c.expires_at is not None, c.expires_at or 0))
+
+
+def refreshed(
+    old: TokenPair,
+    *,
+    new_access: str,
+    new_refresh: str,
+    expires_at: int,
+    scope: str | None,
+    rotated_from: str,
+    now: int,
+) -> TokenPair:
+    """The pair after a refresh. The legacy token (kept after an exchange) is dropped with this promotion."""
+    extra = {k: v for k, v in old.extra.items() if k != LEGACY_FIELD}
+    return replace(
+        old,
+        access_token=new_access,
+        refresh_token=new_refresh,
+        expires_at=expires_at,
+        scope=scope or old.scope,
+        status=ACTIVE,
+        status_reason=None,
+        updated_at=now,
+        rotated_from=rotated_from,
+        extra=extra,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Outcomes
+# --------------------------------------------------------------------------------------------------------------
+
+ROTATED = "rotated"
+RECOVERED = "recovered"
+SUPERSEDED = "superseded"  # a reinstall (or another writer) replaced the pair while we worked: theirs wins
+LOST_RACE = "lost_race"  # invalid_refresh_token because someone else had already rotated it
+NOT_DUE = "not_due"
+SKIPPED_LEGACY = "legacy"
+SKIPPED_REINSTALL = "awaiting_reinstall"
+DEFERRED = "deferred"  # not enough time left in this invocation: next run
+MARKED_REINSTALL = "needs_reinstall"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    name: str
+    result: str
+    reason: str | None = None
+
+
+@dataclass
+class Summary:
+    due: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+    lag_seconds: int | None = None  # how close to expiry the most urgent due pair got
+    lease: str = "acquired"
+
+    def to_json(self) -> dict[str, Any]:
+        by_result = Counter(o.result for o in self.outcomes)
+        failures = Counter(o.reason or "unknown" for o in self.outcomes if o.result == FAILED)
+        skipped = sum(
+            by_result[r] for r in (NOT_DUE, SKIPPED_LEGACY, SKIPPED_REINSTALL, DEFERRED, LOST_RACE, SUPERSEDED)
+        )
+        return {
+            "due": self.due,
+            "rotated": by_result[ROTATED] + by_result[RECOVERED],
+            "recovered": by_result[RECOVERED],
+            "failed": by_result[FAILED],
+            "skipped": skipped,
+            "needs_reinstall": by_result[MARKED_REINSTALL],
+            "deferred": by_result[DEFERRED],
+            "superseded": by_result[SUPERSEDED] + by_result[LOST_RACE],
+            "failures": dict(failures),
+            "lag_seconds": self.lag_seconds,
+            "lease": self.lease,
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The rotator
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Rotator:
+    def __init__(
+        self,
+        store: TokenStore,
+        slack: SlackClient,
+        credentials: Callable[[], AppCredentials],
+        *,
+        margin_seconds: int,
+        workers: int = 8,
+        lease_name: str | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        crash_hook: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._slack = slack
+        self._credentials = credentials
+        self._margin = margin_seconds
+        self._workers = workers
+        self._lease_name = lease_name or f"{store.prefix}_lease/rotation"
+        self._clock = clock
+        self._monotonic = monotonic
+        # Test seam: called at each named step of the protocol (after_refresh, after_store, after_promote).
+        self._crash_hook = crash_hook or (lambda step, name: None)
+
+    # -- entry points ------------------------------------------------------------------------------------------
+
+    def sweep(self, remaining_seconds: float) -> Summary:
+        """Rotate every pair that is due (or has a stored-but-unpromoted rotation)."""
+        end = self._monotonic() + remaining_seconds - SAFETY
+        with self._leased(remaining_seconds) as summary:
+            if summary.lease != "acquired":
+                return summary
+            now = int(self._clock())
+            candidates = plan(self._store.list_pairs(), self._store.prefix, now, self._margin)
+            summary.due = len(candidates)
+            expiries = [c.expires_at for c in candidates if c.expires_at is not None]
+            summary.lag_seconds = min(expiries) - now if expiries else None
+            with ThreadPoolExecutor(max_workers=self._workers) as pool:
+                summary.outcomes = list(pool.map(lambda c: self._guarded(c, end, force=False), candidates))
+            return summary
+
+    def rotate_one(self, secret_id: str, remaining_seconds: float) -> Summary:
+        """Rotate one pair now, due or not (``{"secret_id": ...}``)."""
+        end = self._monotonic() + remaining_seconds - SAFETY
+        with self._leased(remaining_seconds) as summary:
+            if summary.lease != "acquired":
+                return summary
+            meta = self._store.describe(secret_id)
+            if meta is None or PairKey.from_secret_name(self._store.prefix, meta.name) is None:
+                summary.outcomes = [Outcome(secret_id, FAILED, "not_a_token_pair")]
+                return summary
+            current = meta.version_with(AWSCURRENT)
+            pending = meta.version_with(AWSPENDING)
+            info = parse_version_id(current) if current else None
+            candidate = Candidate(
+                meta.name, current, pending if pending != current else None, info.expires_at if info else None
+            )
+            summary.due = 1
+            summary.outcomes = [self._guarded(candidate, end, force=True)]
+            return summary
+
+    # -- one pair ----------------------------------------------------------------------------------------------
+
+    def _guarded(self, candidate: Candidate, end: float, *, force: bool) -> Outcome:
+        try:
+            outcome = self._rotate(candidate, end, force=force)
+        except errors.StoreError as exc:
+            outcome = Outcome(candidate.name, FAILED, "store_retryable" if exc.retryable else "store_error")
+            logger.error("rotation failed at Secrets Manager", extra={"secret_name": candidate.name, "error": str(exc)})
+        except errors.SlackApiError as exc:
+            outcome = Outcome(candidate.name, FAILED, f"slack_{exc.category}")
+            log = logger.warning if exc.retryable else logger.error
+            log(
+                "rotation failed at Slack; the pair is unchanged",
+                extra={"secret_name": candidate.name, "slack_error": exc.code, "category": str(exc.category)},
+            )
+        except (errors.SlackTokensError, ValueError):
+            # CorruptSecretError, a config problem...: this pair fails, the others go on.
+            logger.exception("rotation failed", extra={"secret_name": candidate.name})
+            outcome = Outcome(candidate.name, FAILED, "unexpected")
+        if outcome.result != FAILED:
+            logger.info(
+                "rotation outcome",
+                extra={"secret_name": outcome.name, "result": outcome.result, "reason": outcome.reason},
+            )
+        return outcome
+
+    def _rotate(self, candidate: Candidate, end: float, *, force: bool) -> Outcome:
+        name = candidate.name
+        current = self._store.read(name)
+        if current.version_id != candidate.current_version and candidate.current_version is not None:
+            candidate = replace(candidate, pending_version=None)  # the listing is stale: judge from what we read
+        pair = current.pair
+
+        # Recover: a previous run stored a refreshed pair made from this version but did not promote it.
+        if candidate.pending_version is not None:
+            recovered = self._recover(name, current, candidate.pending_version, end)
+            if recovered is not None:
+                return recovered
+
+        if pair.status == NEEDS_REINSTALL:
+            return Outcome(name, SKIPPED_REINSTALL, pair.status_reason)
+        if pair.is_legacy:
+            return Outcome(name, SKIPPED_LEGACY)
+        now = int(self._clock())
+        if not force and pair.expires_at is not None and not is_due(pair.expires_at, now, self._margin, name):
+            return Outcome(name, NOT_DUE)
+        if end - self._monotonic() < SLACK_BUDGET + WRITE_BUDGET:
+            return Outcome(name, DEFERRED, "invocation_time")
+
+        # Refresh: from here until the write lands, the new pair exists only in this process.
+        credentials = self._credentials()
+        assert pair.refresh_token is not None  # noqa: S101 - legacy pairs returned above
+        try:
+            answer = self._slack.refresh(
+                client_id=credentials.client_id,
+                client_secret=credentials.client_secret,
+                refresh_token=pair.refresh_token,
+                deadline=min(end - WRITE_BUDGET, self._monotonic() + SLACK_BUDGET),
+            )
+        except errors.InvalidRefreshTokenError:
+            return self._invalid_refresh_token(name, current, end)
+        new_pair = refreshed(
+            pair,
+            new_access=answer.access_token,
+            new_refresh=answer.refresh_token,
+            expires_at=answer.expires_at,
+            scope=answer.scope,
+            rotated_from=current.version_id,
+            now=int(self._clock()),
+        )
+        self._crash_hook("after_refresh", name)
+
+        # Store first.
+        try:
+            pending_version = self._store.stage_pending(name, new_pair, deadline=end)
+        except errors.StoreError as exc:
+            logger.critical(
+                "Slack issued a new pair that could not be stored; a run within Slack's grace period "
+                "can still recover it by refreshing again",
+                extra={"secret_name": name, "error": str(exc)},
+            )
+            return Outcome(name, FAILED, "store_first_failed")
+        self._crash_hook("after_store", name)
+
+        # Promote (compare-and-swap).
+        outcome = self._promote(name, pending_version, current.version_id, end, ROTATED)
+        self._crash_hook("after_promote", name)
+        return outcome
+
+    def _promote(self, name: str, version: str, expected: str, end: float, result: str) -> Outcome:
+        try:
+            self._store.promote(name, version, expected_current=expected, deadline=end)
+        except errors.VersionConflictError:
+            logger.warning(
+                "the pair changed while it was being rotated (reinstall?); keeping the newer one",
+                extra={"secret_name": name},
+            )
+            return Outcome(name, SUPERSEDED)
+        return Outcome(name, result)
+
+    def _recover(self, name: str, current: StoredPair, pending_version: str, end: float) -> Outcome | None:
+        pending = self._store.read(name, version_id=pending_version)
+        if pending.pair.rotated_from != current.version_id:
+            return None  # a leftover from an older version: not ours to promote
+        logger.warning("found a stored but unpromoted rotation; promoting it", extra={"secret_name": name})
+        return self._promote(name, pending_version, current.version_id, end, RECOVERED)
+
+    def _invalid_refresh_token(self, name: str, seen: StoredPair, end: float) -> Outcome:
+        """Re-read first: only when nothing newer exists is the pair really lost."""
+        meta = self._store.describe(name)
+        current = meta.version_with(AWSCURRENT) if meta else None
+        if current is not None and current != seen.version_id:
+            return Outcome(name, LOST_RACE)
+        pending = meta.version_with(AWSPENDING) if meta else None
+        if pending is not None and pending != current:
+            recovered = self._recover(name, seen, pending, end)
+            if recovered is not None:
+                return recovered
+        reason = "Slack rejected the refresh token (invalid_refresh_token): the customer must reinstall the app"
+        marked = seen.pair.with_status(NEEDS_REINSTALL, reason, int(self._clock()))
+        self._store.put_current(name, marked, deadline=end)
+        self._store.set_status_tag(name, NEEDS_REINSTALL, deadline=end)
+        logger.error(
+            "token pair needs a reinstall",
+            extra={"secret_name": name, "team_id": seen.pair.team_id, "enterprise_id": seen.pair.enterprise_id},
+        )
+        return Outcome(name, MARKED_REINSTALL, "invalid_refresh_token")
+
+    # -- lease -------------------------------------------------------------------------------------------------
+
+    def _leased(self, remaining_seconds: float) -> _LeaseScope:
+        lease = self._store.lease(self._lease_name, owner=uuid.uuid4().hex)
+        return _LeaseScope(lease, self._clock, ttl=remaining_seconds + 60)
+
+
+class _LeaseScope:
+    def __init__(self, lease: Any, clock: Callable[[], float], ttl: float) -> None:
+        self._lease = lease
+        self._clock = clock
+        self._ttl = ttl
+        self.summary = Summary()
+
+    def __enter__(self) -> Summary:
+        if not self._lease.acquire(self._clock(), self._ttl):
+            self.summary.lease = "busy"
+            logger.info("another rotation run holds the lease; nothing to do")
+        return self.summary
+
+    def __exit__(self, *exc: object) -> None:
+        if self.summary.lease == "acquired":
+            try:
+                self._lease.release()
+            except errors.StoreError as error:  # it expires on its own
+                logger.warning("could not release the rotation lease", extra={"error": str(error)})
+
+
+__all__ = ["STATUS_TAG", "Candidate", "Outcome", "Rotator", "Summary", "plan", "refreshed", "spread"]

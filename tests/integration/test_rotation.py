@@ -1,0 +1,238 @@
+"""Scheduled rotation through the real RotateFunction handler, moto server and the fake Slack (SPEC 4.3, 5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from slack_tokens import entrypoints
+from tests.conftest import App
+
+SHORT = 3600  # tokens minted with this lifetime are due at once (margin: 2 hours)
+LONG = 43200
+
+
+@pytest.fixture
+def due_app(app: App) -> App:
+    app.slack.token_lifetime = SHORT
+    return app
+
+
+def assert_usable(app: App, name: str) -> dict[str, Any]:
+    """The pair stored as AWSCURRENT is one Slack still accepts: nothing was lost."""
+    stored = app.stored(name)
+    assert stored["status"] == "active"
+    assert app.slack.is_refresh_token_valid(stored["refresh_token"]), name
+    assert app.slack.is_access_token_valid(stored["access_token"]), name
+    return stored
+
+
+def refresh_calls(app: App) -> int:
+    return sum(1 for r in app.slack.requests if r.form.get("grant_type") == "refresh_token")
+
+
+def test_sweep_refreshes_due_pairs_once_and_leaves_the_rest(due_app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_USER_SCOPES", "search:read")
+    entrypoints.reset()
+    due = due_app.install_teams(["T0001", "T0002"]) + due_app.install_teams(["T0003"], enterprise_id="E0001")
+    due_app.slack.token_lifetime = LONG
+    fresh = due_app.install_teams(["T0009"])
+    before = {name: due_app.stored(name) for name in due + fresh}
+    due_app.slack.clear_requests()
+
+    summary = due_app.rotate()
+
+    assert summary["due"] == 6  # 3 bot + 3 user pairs
+    assert summary["rotated"] == 6 and summary["failed"] == 0 and summary["needs_reinstall"] == 0
+    assert refresh_calls(due_app) == 6
+    for name in due:
+        after = assert_usable(due_app, name)
+        assert after["refresh_token"] != before[name]["refresh_token"]
+        assert due_app.slack.refresh_count(before[name]["refresh_token"]) == 1
+        assert after["expires_at"] > before[name]["expires_at"]
+    user = assert_usable(due_app, "slack/tokens/team/T0001/user/U0001")
+    assert user["token_type"] == "user"
+    assert due_app.stored(fresh[0]) == before[fresh[0]]  # not due: untouched
+
+
+def test_a_second_sweep_finds_nothing_due(due_app: App) -> None:
+    due_app.install_teams(["T0001"])
+    due_app.slack.token_lifetime = LONG
+    due_app.rotate()
+    due_app.slack.clear_requests()
+
+    summary = due_app.rotate()
+
+    assert summary["due"] == 0 and summary["rotated"] == 0
+    assert refresh_calls(due_app) == 0
+
+
+def test_secret_id_rotates_one_pair_even_if_not_due(app: App) -> None:
+    (name, other) = app.install_teams(["T0001", "T0002"])
+    before = app.stored(name)
+
+    summary = app.rotate({"secret_id": name})
+
+    assert summary["rotated"] == 1 and summary["due"] == 1
+    assert assert_usable(app, name)["access_token"] != before["access_token"]
+    assert app.slack.refresh_count(app.stored(other)["refresh_token"]) == 0
+
+
+@pytest.mark.parametrize("secret_id", ["slack/tokens/team/T7777/bot", "slack-app/credentials"])
+def test_secret_id_that_is_not_a_pair_is_a_clear_failure(app: App, secret_id: str) -> None:
+    summary = app.rotate({"secret_id": secret_id})
+
+    assert summary["failed"] == 1 and summary["failures"] == {"not_a_token_pair": 1}
+
+
+def test_bad_secret_id_is_refused(app: App) -> None:
+    assert "error" in app.rotate({"secret_id": 42})
+
+
+def test_legacy_and_reinstall_pairs_are_not_refreshed(due_app: App) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    due_app.slack.revoke(due_app.stored(name)["refresh_token"])
+    assert due_app.rotate()["needs_reinstall"] == 1
+    due_app.slack.clear_requests()
+
+    summary = due_app.rotate({"secret_id": name})
+
+    assert summary["skipped"] == 1 and refresh_calls(due_app) == 0
+
+
+# -- failures at Slack: nothing is lost -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 429, "retry_after": 1},
+        {"status": 500, "times": 2},
+        {"error": "internal_error"},
+        {"status": 503, "body": b"<html>bad gateway</html>"},
+    ],
+)
+def test_transient_slack_failures_are_retried_in_the_run(due_app: App, fault: dict[str, Any]) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    old = due_app.stored(name)
+    due_app.slack.fail_next("oauth.v2.access", **fault)
+
+    summary = due_app.rotate()
+
+    assert summary["rotated"] == 1, summary
+    assert assert_usable(due_app, name)["refresh_token"] != old["refresh_token"]
+
+
+def test_slack_failing_all_run_long_leaves_the_pair_as_it_was(due_app: App) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    old = due_app.stored(name)
+    version = due_app.current_version(name)
+    due_app.slack.fail_next("oauth.v2.access", error="service_unavailable", times=50)
+
+    summary = due_app.rotate(timeout=40)
+
+    assert summary["failed"] == 1 and summary["failures"] == {"slack_retryable": 1}
+    assert due_app.current_version(name) == version and due_app.stored(name) == old
+    assert due_app.slack.is_refresh_token_valid(old["refresh_token"])
+
+
+def test_a_lost_answer_is_asked_again_at_once_within_the_grace_period(due_app: App) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    old = due_app.stored(name)
+    due_app.slack.fail_next("oauth.v2.access", drop_after_processing=True)
+
+    assert due_app.rotate()["rotated"] == 1
+    assert due_app.slack.refresh_count(old["refresh_token"]) == 2  # the lost answer, then the one we kept
+    assert_usable(due_app, name)
+
+
+def test_config_errors_are_reported_not_looped(due_app: App) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    due_app.slack.fail_next("oauth.v2.access", error="bad_client_secret", times=5)
+
+    summary = due_app.rotate()
+
+    assert summary["failures"] == {"slack_config": 1}
+    assert refresh_calls(due_app) == 1
+    assert_usable(due_app, name)
+
+
+# -- invalid_refresh_token --------------------------------------------------------------------------------------
+
+
+def test_invalid_refresh_token_with_nothing_newer_marks_needs_reinstall(due_app: App) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    due_app.slack.revoke(due_app.stored(name)["refresh_token"])
+
+    summary = due_app.rotate()
+
+    assert summary["needs_reinstall"] == 1
+    stored = due_app.stored(name)
+    assert stored["status"] == "needs_reinstall" and "invalid_refresh_token" in stored["status_reason"]
+    tags = {t["Key"]: t["Value"] for t in due_app.client.describe_secret(SecretId=name)["Tags"]}
+    assert tags["slack:status"] == "needs_reinstall"
+
+    # A reinstall brings it back.
+    due_app.slack.token_lifetime = LONG
+    due_app.install_teams(["T0001"])
+    assert assert_usable(due_app, name)["status"] == "active"
+    tags = {t["Key"]: t["Value"] for t in due_app.client.describe_secret(SecretId=name)["Tags"]}
+    assert tags["slack:status"] == "active"
+
+
+def test_invalid_refresh_token_after_someone_else_rotated_is_a_lost_race(due_app: App) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    client = entrypoints.secretsmanager_client()
+    fired: list[bool] = []
+
+    def reinstall_after_read(parsed: dict[str, Any], **_: Any) -> None:
+        if not fired and parsed.get("Name") == name:
+            fired.append(True)
+            due_app.install_teams(["T0001"])  # a reinstall lands while the rotator talks to Slack...
+            due_app.slack.fail_next("oauth.v2.access", error="invalid_refresh_token")  # ...which saw the old token
+
+    client.meta.events.register("after-call.secrets-manager.GetSecretValue", reinstall_after_read)
+    try:
+        summary = due_app.rotate({"secret_id": name})
+    finally:
+        client.meta.events.unregister("after-call.secrets-manager.GetSecretValue", reinstall_after_read)
+
+    assert summary["needs_reinstall"] == 0 and summary["superseded"] == 1
+    assert_usable(due_app, name)
+
+
+# -- Secrets Manager failures -----------------------------------------------------------------------------------
+
+
+def test_throttled_store_first_write_is_retried(due_app: App) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    client = entrypoints.secretsmanager_client()
+    throttles = [3]
+
+    def throttle(**_: Any) -> None:
+        if throttles[0] > 0:
+            throttles[0] -= 1
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "PutSecretValue")
+
+    client.meta.events.register("before-call.secrets-manager.PutSecretValue", throttle)
+    try:
+        summary = due_app.rotate()
+    finally:
+        client.meta.events.unregister("before-call.secrets-manager.PutSecretValue", throttle)
+
+    assert summary["rotated"] == 1 and throttles == [0]
+    assert_usable(due_app, name)
+
+
+def test_overlapping_runs_take_turns_through_the_lease(due_app: App) -> None:
+    due_app.install_teams(["T0001"])
+    lease = entrypoints.rotator()._store.lease("slack/tokens/_lease/rotation", owner="someone-else")
+    assert lease.acquire(now=__import__("time").time(), ttl=600)
+
+    assert due_app.rotate()["lease"] == "busy"
+    assert refresh_calls(due_app) == 0
+
+    lease.release()
+    assert due_app.rotate()["rotated"] == 1
