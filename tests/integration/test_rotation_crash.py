@@ -148,7 +148,7 @@ def test_concurrent_processes_refresh_each_pair_exactly_once(app: App) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)])}
 
     processes = [
-        subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+        subprocess.Popen(
             [sys.executable, "-m", "tests.support.rotate_process"],
             cwd=ROOT,
             env=env,

@@ -29,7 +29,7 @@ def main() -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
 
         entrypoints.rotator()._crash_hook = die  # test seam: the protocol's named steps
-    print(json.dumps(invoke(handler.lambda_handler, {}, timeout_seconds=args.timeout)))  # noqa: T201
+    print(json.dumps(invoke(handler.lambda_handler, {}, timeout_seconds=args.timeout)))
 
 
 if __name__ == "__main__":
