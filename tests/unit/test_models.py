@@ -175,3 +175,10 @@ def test_repr_never_shows_tokens() -> None:
 def test_corrupt_values_raise_a_typed_error(raw: str) -> None:
     with pytest.raises(CorruptSecretError):
         TokenPair.from_secret_string(raw)
+
+
+@pytest.mark.parametrize("value", ["T1\n", "T1 ", "", "t1", "T" * 33])
+def test_ids_with_trailing_newlines_or_bad_shapes_are_not_slack_ids(value: str) -> None:
+    from slack_tokens.models import valid_slack_id
+
+    assert not valid_slack_id(value)

@@ -104,7 +104,7 @@ class Settings:
 
         def scopes(name: str) -> tuple[str, ...]:
             values = tuple(s.strip() for s in text(name).split(",") if s.strip())
-            bad = [s for s in values if not _SCOPE.match(s)]
+            bad = [s for s in values if not _SCOPE.fullmatch(s)]
             if bad:
                 problems.append(f"{name} has invalid scopes: {', '.join(bad)}")
             return values
@@ -112,7 +112,7 @@ class Settings:
         app_secret_id = required("SLACK_APP_SECRET_ID")
         state_secret_id = required("SLACK_STATE_SECRET_ID") if need_state else (text("SLACK_STATE_SECRET_ID") or None)
         prefix = text("TOKEN_SECRET_PREFIX") or DEFAULT_PREFIX
-        if not _PREFIX.match(prefix):
+        if not _PREFIX.fullmatch(prefix):
             problems.append("TOKEN_SECRET_PREFIX must use only letters, digits and /_+=.@- and end with /")
         margin_text = text("ROTATION_MARGIN_SECONDS") or str(DEFAULT_ROTATION_MARGIN)
         margin = int(margin_text) if margin_text.isdigit() else -1

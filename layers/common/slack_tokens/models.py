@@ -30,7 +30,7 @@ _ID = re.compile(r"^[A-Z0-9]{1,32}$")
 
 
 def valid_slack_id(value: object) -> bool:
-    return isinstance(value, str) and bool(_ID.match(value))
+    return isinstance(value, str) and bool(_ID.fullmatch(value))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def new_version_id(status: str, expires_at: int | None) -> str:
 
 def parse_version_id(version_id: str) -> VersionInfo | None:
     """What a version id says about its value; ``None`` for versions written by someone else."""
-    match = _VERSION_ID.match(version_id)
+    match = _VERSION_ID.fullmatch(version_id)
     if match is None:
         return None
     status = ACTIVE if match.group(1) == "active" else NEEDS_REINSTALL
