@@ -22,6 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 SAMCONFIG_PATH = ROOT / "samconfig.toml"
+EVENTS_PATH = ROOT / "events"
 
 APP_SECRET = {
     "Fn::If": [
@@ -41,6 +42,18 @@ CALLBACK_ACTIONS = {
     # store.save_installation restores a token secret that was scheduled for deletion before writing to it.
     "secretsmanager:RestoreSecret",
 }
+ROTATE_ACTIONS = {
+    "secretsmanager:ListSecrets",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage",
+    "secretsmanager:TagResource",
+    # the run's lease secret, <prefix>_lease/rotation, is created on first use
+    "secretsmanager:CreateSecret",
+}
+METRICS_NAMESPACE = "SlackTokenLifecycle"
+SERVICE = "slack-token-lifecycle"
 SHARED_ENVIRONMENT = {
     "SLACK_APP_SECRET_ID",
     "SLACK_STATE_SECRET_ID",
@@ -286,6 +299,217 @@ def test_every_function_has_a_log_group_with_retention(
         assert "RetentionInDays" in log_groups[f"/aws/lambda/${{{name}}}"]
 
 
+# -- rotation --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rotate(functions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    assert "RotateFunction" in functions
+    return functions["RotateFunction"]
+
+
+@pytest.fixture(scope="module")
+def rotation_schedule(rotate: dict[str, Any]) -> dict[str, Any]:
+    events = [event for event in rotate["Events"].values() if event["Type"] == "ScheduleV2"]
+    assert len(events) == 1, "one EventBridge Scheduler schedule"
+    assert len(rotate["Events"]) == 1, "the schedule is the only trigger; everything else invokes directly"
+    return events[0]["Properties"]
+
+
+def assert_encrypted_queue(template: dict[str, Any], name: str) -> None:
+    queue = template["Resources"][name]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_rotate_function_runs_alone_for_up_to_15_minutes(template: dict[str, Any], rotate: dict[str, Any]) -> None:
+    assert rotate["CodeUri"] == "functions/rotate/"
+    assert rotate["Timeout"] == 900, "a sweep of 1,000 pairs at Slack's 600 a minute takes about 2 minutes"
+    assert rotate["ReservedConcurrentExecutions"] == 1, "SPEC 5: at most one refresh of a pair in flight"
+    assert "MemorySize" not in rotate, "memory comes from Globals"
+    assert not {"HttpApi", "Api"} & {event["Type"] for event in rotate["Events"].values()}
+
+
+def test_rotation_schedule_sends_an_empty_sweep_with_retries_and_a_dead_letter_queue(
+    template: dict[str, Any], rotation_schedule: dict[str, Any]
+) -> None:
+    assert rotation_schedule["ScheduleExpression"] == {"Fn::Sub": "rate(${RotationRateMinutes} minutes)"}
+    assert rotation_schedule["Input"] == "{}"
+    assert rotation_schedule["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 900}
+    assert rotation_schedule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["RotationScheduleDLQ", "Arn"]}}
+    assert rotation_schedule.get("OmitName") is True, "SAM's default schedule name clashes across stacks"
+    assert_encrypted_queue(template, "RotationScheduleDLQ")
+
+
+def test_rotation_rate_parameter_and_the_failure_alarm_period_cover_every_allowed_rate(
+    template: dict[str, Any],
+) -> None:
+    parameter = template["Parameters"]["RotationRateMinutes"]
+    periods = template["Mappings"]["RotationAlarmPeriod"]
+
+    assert parameter["Type"] == "Number"
+    assert parameter["Default"] == 30
+    assert parameter["Default"] in parameter["AllowedValues"]
+    assert all(5 <= rate <= 120 for rate in parameter["AllowedValues"])
+    assert {str(rate) for rate in parameter["AllowedValues"]} == set(periods)
+    for rate, period in periods.items():
+        # every period holds a sweep, so two failing periods in a row means two failing sweeps
+        assert period["Seconds"] >= max(1800, int(rate) * 60), rate
+        assert period["Seconds"] % 60 == 0, rate
+
+
+def test_failed_runs_are_not_retried_and_go_to_a_failure_queue(
+    template: dict[str, Any], rotate: dict[str, Any]
+) -> None:
+    config = rotate["EventInvokeConfig"]
+
+    assert config["MaximumRetryAttempts"] == 0, "a retried sweep is just the next sweep"
+    assert config["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",  # SAM adds sqs:SendMessage on the queue to the function's role
+        "Destination": {"Fn::GetAtt": ["RotationFailureQueue", "Arn"]},
+    }
+    assert_encrypted_queue(template, "RotationFailureQueue")
+
+
+def test_rotation_environment_comes_from_parameters(template: dict[str, Any], rotate: dict[str, Any]) -> None:
+    variables = rotate["Environment"]["Variables"]
+    parameters = template["Parameters"]
+
+    assert variables == {
+        "ROTATION_MARGIN_SECONDS": {"Ref": "RotationMarginSeconds"},
+        "SLACK_REFRESH_PER_MINUTE": {"Ref": "RefreshPerMinute"},
+        "ROTATION_WORKERS": "8",
+    }
+    assert not set(variables) & SHARED_ENVIRONMENT, "shared variables belong in Globals"
+    assert (parameters["RotationMarginSeconds"]["MinValue"], parameters["RotationMarginSeconds"]["MaxValue"]) == (
+        300,
+        39600,
+    )
+    assert parameters["RotationMarginSeconds"]["Default"] == 7200
+    assert (parameters["RefreshPerMinute"]["MinValue"], parameters["RefreshPerMinute"]["MaxValue"]) == (1, 600)
+    assert parameters["RefreshPerMinute"]["Default"] == 590
+    # a pair due at the margin must meet at least one sweep (plus its longest run) before it expires
+    longest_rate = max(parameters["RotationRateMinutes"]["AllowedValues"]) * 60
+    assert parameters["RotationMarginSeconds"]["Default"] >= longest_rate
+
+
+def test_rotate_function_lists_everything_but_touches_only_token_secrets_and_app_credentials(
+    rotate: dict[str, Any],
+) -> None:
+    statements = statements_of(rotate)
+    granted = grants(statements)
+    listing = [statement for statement in statements if "secretsmanager:ListSecrets" in as_list(statement["Action"])]
+
+    assert set(granted) == ROTATE_ACTIONS
+    assert len(listing) == 1
+    assert as_list(listing[0]["Action"]) == ["secretsmanager:ListSecrets"], "ListSecrets stands alone"
+    assert listing[0]["Resource"] == "*"
+    assert sorted(granted["secretsmanager:GetSecretValue"]) == sorted(
+        [TOKEN_SECRETS_ARN, *rendered_resources(APP_SECRET)]
+    )
+    for action in ROTATE_ACTIONS - {"secretsmanager:ListSecrets", "secretsmanager:GetSecretValue"}:
+        assert granted[action] == [TOKEN_SECRETS_ARN], action
+
+
+def test_rotate_function_cannot_read_the_state_key(rotate: dict[str, Any]) -> None:
+    assert "StateKeySecret" not in referenced_names(rotate["Policies"])
+    assert "RestoreSecret" not in json.dumps(rotate["Policies"]), "only a reinstall restores a deleted pair"
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("rotate_sweep.json", {}), ("rotate_one.json", {"secret_id": "slack/tokens/team/T0001/bot"})],
+)
+def test_rotation_sample_events(name: str, content: dict[str, Any]) -> None:
+    text = (EVENTS_PATH / name).read_text(encoding="utf-8")
+
+    assert json.loads(text) == content
+    assert text.endswith("\n")
+
+
+# -- alarms ----------------------------------------------------------------------------------------
+
+
+def alarms_of(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource["Properties"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "NeedsReinstallAlarm",
+            {"MetricName": "NeedsReinstall", "Statistic": "Sum", "Period": 300, "Threshold": 0}
+            | {"ComparisonOperator": "GreaterThanThreshold", "EvaluationPeriods": 1},
+        ),
+        (
+            "RotationFailedAlarm",
+            {"MetricName": "RotationFailed", "Statistic": "Sum", "Threshold": 1}
+            | {"ComparisonOperator": "GreaterThanOrEqualToThreshold", "EvaluationPeriods": 2, "DatapointsToAlarm": 2},
+        ),
+        (
+            # the most urgent due pair was within 30 minutes of its expiry
+            "RotationStalledAlarm",
+            {"MetricName": "RotationLagSeconds", "Statistic": "Minimum", "Period": 1800, "Threshold": 1800}
+            | {"ComparisonOperator": "LessThanThreshold", "EvaluationPeriods": 1},
+        ),
+    ],
+)
+def test_rotation_metric_alarms_watch_the_powertools_metrics(
+    template: dict[str, Any], name: str, expected: dict[str, Any]
+) -> None:
+    alarm = alarms_of(template)[name]
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+
+    # Powertools Metrics emits under POWERTOOLS_METRICS_NAMESPACE with a `service` dimension
+    assert alarm["Namespace"] == METRICS_NAMESPACE == variables["POWERTOOLS_METRICS_NAMESPACE"]
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": SERVICE}]
+    assert variables["POWERTOOLS_SERVICE_NAME"] == SERVICE
+    assert {key: alarm.get(key) for key in expected} == expected
+
+
+def test_rotation_failed_alarm_period_follows_the_schedule(template: dict[str, Any]) -> None:
+    alarm = alarms_of(template)["RotationFailedAlarm"]
+
+    assert alarm["Period"] == {"Fn::FindInMap": ["RotationAlarmPeriod", {"Ref": "RotationRateMinutes"}, "Seconds"]}
+    assert template["Mappings"]["RotationAlarmPeriod"]["30"]["Seconds"] == 1800
+
+
+@pytest.mark.parametrize(
+    ("name", "queue"),
+    [("RotationScheduleDLQAlarm", "RotationScheduleDLQ"), ("RotationFailureQueueAlarm", "RotationFailureQueue")],
+)
+def test_each_rotation_queue_alarms_on_any_message(template: dict[str, Any], name: str, queue: str) -> None:
+    alarm = alarms_of(template)[name]
+
+    assert alarm["Namespace"] == "AWS/SQS"
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["Threshold"] == 0
+
+
+def test_alarms_ignore_missing_data_and_notify_the_optional_topic(template: dict[str, Any]) -> None:
+    alarms = alarms_of(template)
+    topic = template["Resources"]["AlarmTopic"]
+
+    assert len(alarms) == 5
+    for name, alarm in alarms.items():
+        assert alarm["TreatMissingData"] == "notBreaching", name
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["AlarmEmailGiven", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]
+        }, name
+    assert topic["Type"] == "AWS::SNS::Topic"
+    assert topic["Condition"] == "AlarmEmailGiven"
+    assert topic["Properties"]["Subscription"] == [{"Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}]
+    assert template["Conditions"]["AlarmEmailGiven"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+    assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+
+
 # -- IAM -------------------------------------------------------------------------------------------
 
 
@@ -424,6 +648,9 @@ def test_every_string_parameter_is_constrained_and_its_default_passes(template: 
             False,
         ),
         ("SlackApiUrl", "https://slack.com/api", False),
+        ("AlarmEmail", "ops@example.com", True),
+        ("AlarmEmail", "ops@example", False),
+        ("AlarmEmail", "ops @example.com", False),
     ],
 )
 def test_parameter_patterns(template: dict[str, Any], parameter: str, value: str, allowed: bool) -> None:
@@ -461,6 +688,12 @@ def test_outputs_give_the_urls_and_secrets_a_user_needs(template: dict[str, Any]
     assert outputs["RedirectUrl"]["Value"] == {"Fn::Sub": f"{host}/slack/oauth_redirect"}
     assert outputs["AppCredentialsSecretArn"]["Value"] == APP_SECRET
     assert outputs["StateKeySecretArn"]["Value"] == STATE_SECRET
+    assert outputs["RotateFunctionName"]["Value"] == {"Ref": "RotateFunction"}
+    assert outputs["AlarmTopicArn"] == {
+        "Condition": "AlarmEmailGiven",
+        "Description": outputs["AlarmTopicArn"]["Description"],
+        "Value": {"Ref": "AlarmTopic"},
+    }
 
 
 def test_samconfig_defaults() -> None:
