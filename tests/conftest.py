@@ -49,7 +49,7 @@ def slack() -> Iterator[FakeSlack]:
 
 @pytest.fixture(scope="session")
 def handlers() -> dict[str, ModuleType]:
-    return {name: load_handler(name) for name in ("install", "oauth_callback", "rotate")}
+    return {name: load_handler(name) for name in ("install", "oauth_callback", "rotate", "exchange")}
 
 
 class LogCapture(logging.Handler):

@@ -427,6 +427,76 @@ def test_rotation_sample_events(name: str, content: dict[str, Any]) -> None:
     assert text.endswith("\n")
 
 
+# -- legacy token exchange -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exchange(functions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    assert "ExchangeFunction" in functions
+    return functions["ExchangeFunction"]
+
+
+def test_exchange_function_runs_alone_for_up_to_15_minutes(exchange: dict[str, Any], template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["ExchangePerMinute"]
+
+    assert exchange["CodeUri"] == "functions/exchange/"
+    assert exchange["Timeout"] == 900
+    assert exchange["ReservedConcurrentExecutions"] == 1
+    assert exchange["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    assert exchange["Environment"]["Variables"] == {"SLACK_EXCHANGE_PER_MINUTE": {"Ref": "ExchangePerMinute"}}
+    assert (parameter["Default"], parameter["MinValue"], parameter["MaxValue"]) == (50, 1, 600)
+
+
+def test_exchange_schedule_is_present_but_disabled_by_default(
+    exchange: dict[str, Any], template: dict[str, Any]
+) -> None:
+    (event,) = exchange["Events"].values()
+    properties = event["Properties"]
+
+    assert event["Type"] == "ScheduleV2"
+    assert properties["Input"] == "{}"
+    assert properties["State"] == {"Fn::If": ["ExchangeScheduleOn", "ENABLED", "DISABLED"]}
+    assert template["Conditions"]["ExchangeScheduleOn"] == {"Fn::Equals": [{"Ref": "ExchangeScheduleEnabled"}, "true"]}
+    assert template["Parameters"]["ExchangeScheduleEnabled"]["Default"] == "false"
+
+
+def test_exchange_function_lists_everything_but_touches_only_token_secrets_and_app_credentials(
+    exchange: dict[str, Any],
+) -> None:
+    statements = statements_of(exchange)
+    granted = grants(statements)
+    listing = [statement for statement in statements if "secretsmanager:ListSecrets" in as_list(statement["Action"])]
+
+    assert set(granted) == ROTATE_ACTIONS  # the same protocol: read, stage, promote, tag, and the shared lease
+    assert len(listing) == 1 and listing[0]["Resource"] == "*"
+    assert as_list(listing[0]["Action"]) == ["secretsmanager:ListSecrets"]
+    assert sorted(granted["secretsmanager:GetSecretValue"]) == sorted(
+        [TOKEN_SECRETS_ARN, *rendered_resources(APP_SECRET)]
+    )
+    for action in ROTATE_ACTIONS - {"secretsmanager:ListSecrets", "secretsmanager:GetSecretValue"}:
+        assert granted[action] == [TOKEN_SECRETS_ARN], action
+    assert "StateKeySecret" not in referenced_names(exchange["Policies"])
+
+
+def test_exchange_function_name_is_an_output(template: dict[str, Any]) -> None:
+    assert template["Outputs"]["ExchangeFunctionName"]["Value"] == {"Ref": "ExchangeFunction"}
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("exchange_all.json", {}),
+        ("exchange_dry_run.json", {"dry_run": True}),
+        ("exchange_some.json", {"secret_ids": ["slack/tokens/team/T0001/bot"]}),
+    ],
+)
+def test_exchange_sample_events(name: str, content: dict[str, Any]) -> None:
+    text = (EVENTS_PATH / name).read_text(encoding="utf-8")
+
+    assert json.loads(text) == content
+    assert text.endswith("\n")
+
+
 # -- alarms ----------------------------------------------------------------------------------------
 
 

@@ -21,6 +21,8 @@ DEFAULT_ROTATION_MARGIN = 7200
 # Slack allows 600 oauth.v2.access calls a minute per app; keep a little for installs happening meanwhile.
 DEFAULT_REFRESH_PER_MINUTE = 590
 DEFAULT_ROTATION_WORKERS = 8
+# oauth.v2.exchange is a Tier 3 method: 50+ calls a minute.
+DEFAULT_EXCHANGE_PER_MINUTE = 50
 _PREFIX = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,200}/$")
 _SCOPE = re.compile(r"^[a-z0-9_.:-]+$")
 _TRUE = {"true", "1", "yes", "on"}
@@ -71,6 +73,7 @@ class Settings:
     rotation_margin_seconds: int = DEFAULT_ROTATION_MARGIN
     refresh_per_minute: int = DEFAULT_REFRESH_PER_MINUTE
     rotation_workers: int = DEFAULT_ROTATION_WORKERS
+    exchange_per_minute: int = DEFAULT_EXCHANGE_PER_MINUTE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, need_state: bool = False) -> Settings:
@@ -142,6 +145,7 @@ class Settings:
             rotation_margin_seconds=margin,
             refresh_per_minute=integer("SLACK_REFRESH_PER_MINUTE", DEFAULT_REFRESH_PER_MINUTE, 1, 600),
             rotation_workers=integer("ROTATION_WORKERS", DEFAULT_ROTATION_WORKERS, 1, 64),
+            exchange_per_minute=integer("SLACK_EXCHANGE_PER_MINUTE", DEFAULT_EXCHANGE_PER_MINUTE, 1, 600),
         )
         if need_state and not settings.scopes and not settings.user_scopes:
             problems.append("set SLACK_SCOPES and/or SLACK_USER_SCOPES (Slack refuses an install with no scopes)")

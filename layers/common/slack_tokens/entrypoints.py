@@ -15,6 +15,7 @@ from typing import Any
 
 from slack_tokens import errors, http, pages
 from slack_tokens.config import Settings
+from slack_tokens.exchange import Exchanger
 from slack_tokens.oauth_flow import OAuthFlow, Result
 from slack_tokens.observability import count, logger, seconds
 from slack_tokens.ratelimit import Pacer
@@ -51,9 +52,19 @@ def rotator() -> Rotator:
     )
 
 
+@cache
+def exchanger() -> Exchanger:
+    settings = Settings.from_env(os.environ)
+    client = secretsmanager_client()
+    secrets = ConfigSecrets(client, app_secret_id=settings.app_secret_id, state_secret_id=None)
+    slack = SlackClient(settings.api_url, limiter=Pacer(settings.exchange_per_minute))
+    return Exchanger(TokenStore(client, settings.token_prefix), slack, secrets.app_credentials)
+
+
 def reset() -> None:
     """Forget the cached collaborators (tests change the environment between scenarios)."""
     rotator.cache_clear()
+    exchanger.cache_clear()
     oauth_flow.cache_clear()
     secretsmanager_client.cache_clear()
 
@@ -101,6 +112,45 @@ def rotate(event: object, remaining_ms: int) -> dict[str, Any]:
     if report["lag_seconds"] is not None:
         seconds("RotationLagSeconds", report["lag_seconds"])
     logger.info("rotation run finished", extra={"summary": report})
+    return report
+
+
+def exchange(event: object, remaining_ms: int) -> dict[str, Any]:
+    """ExchangeFunction: ``{}`` every legacy pair; ``{"secret_ids": [...]}`` those; ``{"dry_run": true}`` a report."""
+    body = event if isinstance(event, Mapping) else {}
+    secret_ids = body.get("secret_ids")
+    dry_run = body.get("dry_run", False)
+    problem = None
+    if secret_ids is not None and (
+        not isinstance(secret_ids, list) or not all(isinstance(s, str) and 1 <= len(s) <= 2048 for s in secret_ids)
+    ):
+        problem = "secret_ids must be a list of secret names or ARNs"
+    elif not isinstance(dry_run, bool):
+        problem = "dry_run must be true or false"
+    if problem is not None:
+        logger.error(problem)
+        count("ExchangeFailed")
+        return {"error": problem, "due": 0, "exchanged": 0, "rotated": 0, "failed": 0, "skipped": 0}
+    summary = exchanger().run(secret_ids, dry_run=dry_run, remaining_seconds=remaining_ms / 1000.0)
+    report = summary.to_json()
+    if dry_run:
+        count("ExchangeWouldExchange", len(report["would_exchange"]))
+    else:
+        for key, metric in (
+            ("due", "ExchangeDue"),
+            ("exchanged", "Exchanged"),
+            ("recovered", "ExchangeRecovered"),
+            ("failed", "ExchangeFailed"),
+            ("needs_reinstall", "NeedsReinstall"),
+            ("superseded", "ExchangeSuperseded"),
+            ("deferred", "ExchangeDeferred"),
+        ):
+            count(metric, report[key])
+        for reason, failures in report["failures"].items():
+            count("ExchangeFailedByReason", failures, reason=reason)
+        if "stopped" in report:
+            count("ExchangeStopped", reason=report["stopped"])
+    logger.info("exchange run finished", extra={"summary": report})
     return report
 
 

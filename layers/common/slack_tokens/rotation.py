@@ -367,12 +367,12 @@ class Rotator:
 
     # -- lease -------------------------------------------------------------------------------------------------
 
-    def _leased(self, remaining_seconds: float) -> _LeaseScope:
+    def _leased(self, remaining_seconds: float) -> LeaseScope:
         lease = self._store.lease(self._lease_name, owner=uuid.uuid4().hex)
-        return _LeaseScope(lease, self._clock, ttl=remaining_seconds + 60)
+        return LeaseScope(lease, self._clock, ttl=remaining_seconds + 60)
 
 
-class _LeaseScope:
+class LeaseScope:
     def __init__(self, lease: Any, clock: Callable[[], float], ttl: float) -> None:
         self._lease = lease
         self._clock = clock
@@ -393,4 +393,15 @@ class _LeaseScope:
                 logger.warning("could not release the rotation lease", extra={"error": str(error)})
 
 
-__all__ = ["STATUS_TAG", "Candidate", "Outcome", "Rotator", "Summary", "plan", "refreshed", "spread"]
+__all__ = [
+    "LEGACY_FIELD",
+    "STATUS_TAG",
+    "Candidate",
+    "LeaseScope",
+    "Outcome",
+    "Rotator",
+    "Summary",
+    "plan",
+    "refreshed",
+    "spread",
+]

@@ -1,0 +1,19 @@
+"""ExchangeFunction: migrate legacy, non-expiring tokens to rotating pairs with ``oauth.v2.exchange`` (SPEC 4.4).
+
+``{}`` every legacy pair under the prefix, ``{"secret_ids": [...]}`` those, ``{"dry_run": true}`` report only.
+Returns the run summary: due, exchanged, recovered, failed, skipped, needs_reinstall, dry_run (and stopped).
+"""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from slack_tokens import entrypoints
+from slack_tokens.observability import logger, metrics, tracer
+
+
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return entrypoints.exchange(event, context.get_remaining_time_in_millis())
