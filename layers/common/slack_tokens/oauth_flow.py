@@ -122,7 +122,7 @@ class OAuthFlow:
                 return Result(
                     http.html(200, pages.cancelled(install_url), cookies=[self._clear()]), "cancelled", ok=False
                 )
-            shown = slack_error if _SLACK_ERROR.match(slack_error) else "unknown"
+            shown = slack_error if _SLACK_ERROR.fullmatch(slack_error) else "unknown"
             return self._fail(400, "slack_error", "Install failed", f"Slack reported: {shown}.", install_url)
 
         # 2. The browser must prove it started this install: signed state bound to the cookie's nonce.
@@ -148,7 +148,7 @@ class OAuthFlow:
 
         # 3. A code to exchange.
         code = request.query.get("code", "")
-        if not _CODE.match(code):
+        if not _CODE.fullmatch(code):
             return self._fail(
                 400, "missing_code", "Install link not valid", "Slack did not send an authorization code.", install_url
             )
