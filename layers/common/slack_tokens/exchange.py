@@ -20,8 +20,8 @@ no lease, no Slack call, no write.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -174,7 +174,7 @@ class Exchanger:
         end = self._monotonic() + remaining_seconds - SAFETY
         if dry_run:
             return self._dry_run(secret_ids)
-        lease = self._store.lease(self._lease_name, owner=uuid.uuid4().hex)
+        lease = self._store.lease(self._lease_name, owner=os.urandom(16).hex())
         result = ExchangeSummary()
         with LeaseScope(lease, self._clock, ttl=remaining_seconds + 60) as summary:
             result.run = summary

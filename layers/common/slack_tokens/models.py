@@ -7,8 +7,8 @@ that a stray log line or traceback cannot print it.
 from __future__ import annotations
 
 import json
+import os
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -138,7 +138,7 @@ class VersionInfo:
 def new_version_id(status: str, expires_at: int | None) -> str:
     marker = "active" if status == ACTIVE else "reinstall"
     expiry = "none" if expires_at is None else f"{expires_at:010d}"
-    return f"{marker}-{expiry}-{uuid.uuid4().hex}"
+    return f"{marker}-{expiry}-{os.urandom(16).hex()}"
 
 
 def parse_version_id(version_id: str) -> VersionInfo | None:

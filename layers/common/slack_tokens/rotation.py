@@ -29,9 +29,9 @@ UpdateSecretVersionStage); deciding which pairs are due costs one paginated List
 
 from __future__ import annotations
 
-import hashlib
+import os
 import time
-import uuid
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -66,8 +66,7 @@ class Candidate:
 
 def spread(name: str, margin: int) -> int:
     """A stable per-pair offset in [0, margin/2): pairs installed together do not all fall due together."""
-    digest = hashlib.sha256(name.encode("utf-8")).digest()
-    return int.from_bytes(digest[:4], "big") % max(1, margin // 2)
+    return zlib.crc32(name.encode("utf-8")) % max(1, margin // 2)
 
 
 def is_due(expires_at: int, now: int, margin: int, name: str) -> bool:
@@ -368,7 +367,7 @@ class Rotator:
     # -- lease -------------------------------------------------------------------------------------------------
 
     def _leased(self, remaining_seconds: float) -> LeaseScope:
-        lease = self._store.lease(self._lease_name, owner=uuid.uuid4().hex)
+        lease = self._store.lease(self._lease_name, owner=os.urandom(16).hex())
         return LeaseScope(lease, self._clock, ttl=remaining_seconds + 60)
 
 

@@ -12,9 +12,9 @@ idempotent; ``_retrying`` repeats retryable failures until the caller's deadline
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -374,7 +374,7 @@ class Lease:
         return answer["VersionId"], holder if isinstance(holder, dict) else {}
 
     def _create(self, now: float, ttl: float) -> bool:
-        version = uuid.uuid4().hex
+        version = os.urandom(16).hex()
         try:
             self._client.create_secret(
                 Name=self.name,
@@ -390,7 +390,7 @@ class Lease:
         return True
 
     def _swap(self, expected: str, value: dict[str, Any]) -> bool:
-        version = uuid.uuid4().hex
+        version = os.urandom(16).hex()
         self._client.put_secret_value(
             SecretId=self.name, SecretString=json.dumps(value), ClientRequestToken=version, VersionStages=[self.STAGE]
         )
