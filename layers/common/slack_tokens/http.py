@@ -29,7 +29,7 @@ class BadRequestError(ValueError):
     """The request itself is malformed (not a problem with OAuth state or Slack)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Request:
     method: str
     path: str
@@ -99,7 +99,7 @@ def parse_cookies(cookie_list: object, header: str | None) -> dict[str, str]:
     return cookies
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Response:
     status: int
     body: str = ""

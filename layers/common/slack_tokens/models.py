@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from slack_tokens.errors import CorruptSecretError
 
@@ -129,8 +129,7 @@ class PairKey:
 _VERSION_ID = re.compile(r"^(active|reinstall)-(\d{10}|none)-([0-9a-f]{32})$")
 
 
-@dataclass(frozen=True, slots=True)
-class VersionInfo:
+class VersionInfo(NamedTuple):
     status: str
     expires_at: int | None
 
@@ -306,8 +305,7 @@ def _str_or(value: object, default: str) -> str:
     return value if isinstance(value, str) else default
 
 
-@dataclass(frozen=True, slots=True)
-class OAuthAccess:
+class OAuthAccess(NamedTuple):
     """A parsed ``oauth.v2.access`` (authorization_code) or ``oauth.v2.exchange`` answer: zero, one or two pairs."""
 
     bot: TokenPair | None

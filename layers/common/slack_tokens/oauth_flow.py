@@ -20,8 +20,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from slack_tokens import errors, http, pages
@@ -40,8 +39,7 @@ _SLACK_CALL_BUDGET = 12.0  # seconds the code exchange may take, retries include
 _STORE_RESERVE = 6.0  # seconds kept for the writes after Slack answers
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):
     """What a handler returns (``response``) and records (``outcome`` is the metric reason)."""
 
     response: http.Response

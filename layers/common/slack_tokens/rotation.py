@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from slack_tokens import errors
 from slack_tokens.config import AppCredentials
@@ -56,8 +56,7 @@ LEGACY_FIELD = "legacy_access_token"
 # --------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     name: str
     current_version: str | None
     pending_version: str | None  # AWSPENDING on a version that is not AWSCURRENT: maybe an unpromoted rotation
@@ -134,8 +133,7 @@ MARKED_REINSTALL = "needs_reinstall"
 FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     name: str
     result: str
     reason: str | None = None
@@ -266,7 +264,7 @@ class Rotator:
         name = candidate.name
         current = self._store.read(name)
         if current.version_id != candidate.current_version and candidate.current_version is not None:
-            candidate = replace(candidate, pending_version=None)  # the listing is stale: judge from what we read
+            candidate = candidate._replace(pending_version=None)  # the listing is stale: judge from what we read
         pair = current.pair
 
         # Recover: a previous run stored a refreshed pair made from this version but did not promote it.

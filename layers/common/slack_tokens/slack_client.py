@@ -28,8 +28,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError
@@ -51,8 +50,7 @@ class RateLimiter(Protocol):
     def pause(self, seconds: float) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     max_attempts: int = 4
     backoff_base: float = 0.25
     backoff_cap: float = 4.0

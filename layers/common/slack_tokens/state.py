@@ -32,7 +32,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class InstallState:
     state: str
     nonce: str = field(repr=False)  # the cookie's value

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -74,7 +74,7 @@ def _translate(exc: Exception, action: str, name: str) -> StoreError:
     return StoreError(f"{action} on {name} failed: {type(exc).__name__}", code=type(exc).__name__, retryable=True)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class SecretMeta:
     """What ``DescribeSecret``/``ListSecrets`` tell about a secret, without its value."""
 
@@ -100,8 +100,7 @@ class SecretMeta:
         return next((vid for vid, stages in self.versions.items() if stage in stages), None)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredPair:
+class StoredPair(NamedTuple):
     name: str
     version_id: str
     pair: TokenPair
