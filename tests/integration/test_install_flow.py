@@ -194,3 +194,29 @@ def test_stateless_org_install_is_refused_by_default_and_accepted_when_enabled(
     entrypoints.reset()
     assert app.callback({"code": code}, cookies=[])["statusCode"] == 200
     assert app.secret_names() == ["slack/tokens/enterprise/E0001/bot"]
+
+
+def test_a_pair_that_cannot_be_stored_does_not_stop_the_other(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from botocore.exceptions import ClientError
+
+    from slack_tokens import entrypoints
+
+    monkeypatch.setenv("SLACK_USER_SCOPES", "search:read")
+    entrypoints.reset()
+    install = app.install()  # builds the cached client the callback will use
+    client = entrypoints.secretsmanager_client()
+
+    def deny_bot_pair(params: dict[str, Any], **_: Any) -> None:
+        if json.loads(params["body"])["Name"].endswith("/bot"):
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "CreateSecret")
+
+    client.meta.events.register("before-call.secrets-manager.CreateSecret", deny_bot_pair)
+    try:
+        response = app.callback(app.authorize(install))
+    finally:
+        client.meta.events.unregister("before-call.secrets-manager.CreateSecret", deny_bot_pair)
+
+    assert response["statusCode"] == 500 and "could not save" in response["body"]
+    assert app.secret_names() == ["slack/tokens/team/T0001/user/U0001"]

@@ -236,3 +236,24 @@ def test_overlapping_runs_take_turns_through_the_lease(due_app: App) -> None:
 
     lease.release()
     assert due_app.rotate()["rotated"] == 1
+
+
+def test_a_promote_whose_answer_was_lost_is_still_a_rotation(due_app: App) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    client = entrypoints.secretsmanager_client()
+    lost = [1]
+
+    def lose_the_answer(**_: Any) -> None:
+        if lost[0]:
+            lost[0] -= 1
+            raise ClientError({"Error": {"Code": "RequestTimeout", "Message": "lost"}}, "UpdateSecretVersionStage")
+
+    client.meta.events.register("after-call.secrets-manager.UpdateSecretVersionStage", lose_the_answer)
+    try:
+        summary = due_app.rotate()
+    finally:
+        client.meta.events.unregister("after-call.secrets-manager.UpdateSecretVersionStage", lose_the_answer)
+
+    assert lost == [0]
+    assert summary["rotated"] == 1 and summary["superseded"] == 0
+    assert_usable(due_app, name)

@@ -173,29 +173,33 @@ class OAuthFlow:
         if not pairs:
             return self._fail(502, "no_tokens", "Install failed", "Slack returned no tokens.", install_url)
 
-        # 5. Store every pair before anything else can go wrong: these tokens exist nowhere else.
+        # 5. Store every pair before anything else can go wrong: these tokens exist nowhere else. A failure on one
+        #    pair does not stop the others (the bot pair failing must not lose the user pair too).
         stored: list[StoredPair] = []
+        failed: list[str] = []
         for pair in pairs:
             try:
                 stored.append(self._store.save_installation(pair, deadline=end))
             except errors.StoreError as exc:
+                failed.append(self._store.name_for(pair.key))
                 logger.error(
                     "Slack issued tokens but they could not be stored; the customer must install again",
                     extra={
-                        "secret_name": self._store.name_for(pair.key),
+                        "secret_name": failed[-1],
                         "error": str(exc),
                         "team_id": pair.team_id,
                         "enterprise_id": pair.enterprise_id,
                     },
                 )
-                return self._fail(
-                    500,
-                    "storage_failed",
-                    "Install not saved",
-                    "Slack approved the install but we could not save it. Please install again.",
-                    install_url,
-                    stored=tuple(s.name for s in stored),
-                )
+        if failed:
+            return self._fail(
+                500,
+                "storage_failed",
+                "Install not saved",
+                "Slack approved the install but we could not save it. Please install again.",
+                install_url,
+                stored=tuple(s.name for s in stored),
+            )
         names = tuple(s.name for s in stored)
         logger.info(
             "installation stored",

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 
 from slack_tokens import errors
 from slack_tokens.config import AppCredentials
-from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, PairKey, TokenPair, parse_version_id
+from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, PairKey, TokenPair, VersionInfo, parse_version_id
 from slack_tokens.observability import logger
 from slack_tokens.slack_client import SlackClient
 from slack_tokens.store import AWSCURRENT, AWSPENDING, STATUS_TAG, SecretMeta, StoredPair, TokenStore
@@ -82,13 +82,22 @@ def plan(metas: Iterable[SecretMeta], prefix: str, now: int, margin: int) -> lis
         pending = meta.version_with(AWSPENDING)
         pending = pending if pending != current else None
         info = parse_version_id(current) if current else None
-        if pending is not None:
+        pending_info = parse_version_id(pending) if pending else None
+        if pending is not None and _may_be_unpromoted(pending_info, info):
             due.append(Candidate(meta.name, current, pending, info.expires_at if info else None))
         elif info is None:  # a version we did not write (edited by hand?): read it to find out
             due.append(Candidate(meta.name, current, None, None))
         elif info.status == ACTIVE and info.expires_at is not None and is_due(info.expires_at, now, margin, meta.name):
             due.append(Candidate(meta.name, current, None, info.expires_at))
     return sorted(due, key=lambda c: (c.expires_at is not None, c.expires_at or 0))
+
+
+def _may_be_unpromoted(pending: VersionInfo | None, current: VersionInfo | None) -> bool:
+    """A rotation made from the current version always expires later than it. A pending version that does not
+    is a leftover (e.g. a reinstall replaced the pair after a rotation) and needs no read."""
+    if pending is None or current is None or pending.expires_at is None or current.expires_at is None:
+        return True
+    return pending.expires_at > current.expires_at
 
 
 def refreshed(
@@ -327,6 +336,9 @@ class Rotator:
         try:
             self._store.promote(name, version, expected_current=expected, deadline=end)
         except errors.VersionConflictError:
+            meta = self._store.describe(name)
+            if meta is not None and meta.version_with(AWSCURRENT) == version:
+                return Outcome(name, result)  # our move landed; only its answer was lost and the retry saw it done
             logger.warning(
                 "the pair changed while it was being rotated (reinstall?); keeping the newer one",
                 extra={"secret_name": name},
