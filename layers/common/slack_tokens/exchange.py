@@ -29,23 +29,19 @@ from typing import Any
 
 from slack_tokens import errors
 from slack_tokens.config import AppCredentials
-from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, OAuthAccess, PairKey, TokenPair, parse_version_id
-from slack_tokens.observability import logger
-from slack_tokens.rotation import (
+from slack_tokens.handover import (
     DEFERRED,
     FAILED,
-    LEGACY_FIELD,
-    MARKED_REINSTALL,
     RECOVERED,
-    SAFETY,
     SKIPPED_REINSTALL,
-    SLACK_BUDGET,
-    SUPERSEDED,
-    WRITE_BUDGET,
+    Handover,
     LeaseScope,
     Outcome,
     Summary,
 )
+from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, OAuthAccess, PairKey, TokenPair, parse_version_id
+from slack_tokens.observability import logger
+from slack_tokens.rotation import LEGACY_FIELD, SAFETY, SLACK_BUDGET, WRITE_BUDGET
 from slack_tokens.slack_client import SlackClient
 from slack_tokens.store import AWSCURRENT, AWSPENDING, SecretMeta, StoredPair, TokenStore
 
@@ -58,6 +54,10 @@ ROTATION_OFF_HELP = (
     "token rotation is not enabled for this Slack app: turn it on under the app settings, OAuth & Permissions > "
     "Advanced token security via token rotation > Opt in, then run the exchange again. Turning rotation on is "
     "irreversible. No pair was changed and every legacy token keeps working."
+)
+_EXCHANGE_NOT_STORED = (
+    "Slack exchanged the legacy token but the new pair could not be stored; the legacy token keeps working, and "
+    "the workspace must reinstall the app to get a rotating pair"
 )
 ANSWER_LOST_HELP = (
     "the exchange request reached Slack but its answer was lost: the legacy token keeps working, but Slack will "
@@ -163,6 +163,7 @@ class Exchanger:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._handover = Handover(store, clock=clock)
         self._slack = slack
         self._credentials = credentials
         self._lease_name = lease_name or f"{store.prefix}_lease/rotation"  # the rotator's: never both at once
@@ -288,63 +289,28 @@ class Exchanger:
         except errors.TokenAlreadyExchangedError:
             return self._already_exchanged(current, end)
         except errors.SlackGrantError as exc:  # invalid_token, authorization_not_found
-            return self._mark_reinstall(current, exc.code, f"Slack refused the legacy token ({exc.code})", end)
+            return self._handover.mark_reinstall(current, exc.code, f"Slack refused the legacy token ({exc.code})", end)
         new_pair = exchanged(current.pair, answer, legacy_version=current.version_id, now=int(self._clock()))
 
-        # Store first.
-        try:
-            pending_version = self._store.stage_pending(name, new_pair, deadline=end)
-        except errors.StoreError as exc:
-            logger.critical(
-                "Slack exchanged the legacy token but the new pair could not be stored; the legacy token keeps "
-                "working, and the workspace must reinstall the app to get a rotating pair",
-                extra={"secret_name": name, "error": str(exc)},
-            )
-            return Outcome(name, FAILED, "store_first_failed")
-        return self._promote(name, pending_version, current.version_id, end, EXCHANGED)
-
-    def _promote(self, name: str, version: str, expected: str, end: float, result: str) -> Outcome:
-        try:
-            self._store.promote(name, version, expected_current=expected, deadline=end)
-        except errors.VersionConflictError:
-            logger.warning(
-                "the pair changed while it was being exchanged (reinstall?); keeping the newer one",
-                extra={"secret_name": name},
-            )
-            return Outcome(name, SUPERSEDED)
-        return Outcome(name, result)
+        # Store first, then promote.
+        pending_version = self._handover.store_first(name, new_pair, end, if_lost=_EXCHANGE_NOT_STORED)
+        if isinstance(pending_version, Outcome):
+            return pending_version
+        return self._handover.promote(name, pending_version, current.version_id, end, EXCHANGED)
 
     def _already_exchanged(self, current: StoredPair, end: float) -> Outcome:
         """A stored-but-unpromoted exchange made from this version wins; without one the new pair is lost."""
         meta = self._store.describe(current.name)
         pending = meta.version_with(AWSPENDING) if meta else None
         if pending is not None and pending != current.version_id:
-            stored = self._store.read(current.name, version_id=pending)
-            if stored.pair.rotated_from == current.version_id:
-                logger.warning(
-                    "found a stored but unpromoted exchange; promoting it", extra={"secret_name": current.name}
-                )
-                return self._promote(current.name, pending, current.version_id, end, RECOVERED)
+            recovered = self._handover.recover(current, pending, end)
+            if recovered is not None:
+                return recovered
         reason = (
             "the legacy token was already exchanged (token_already_exchanged) and no stored pair came from it; "
             "the legacy token keeps working until then, but the customer must reinstall the app"
         )
-        return self._mark_reinstall(current, "token_already_exchanged", reason, end)
-
-    def _mark_reinstall(self, current: StoredPair, code: str, reason: str, end: float) -> Outcome:
-        marked = current.pair.with_status(NEEDS_REINSTALL, reason, int(self._clock()))
-        self._store.put_current(current.name, marked, deadline=end)
-        self._store.set_status_tag(current.name, NEEDS_REINSTALL, deadline=end)
-        logger.error(
-            "legacy token pair needs a reinstall",
-            extra={
-                "secret_name": current.name,
-                "slack_error": code,
-                "team_id": current.pair.team_id,
-                "enterprise_id": current.pair.enterprise_id,
-            },
-        )
-        return Outcome(current.name, MARKED_REINSTALL, code)
+        return self._handover.mark_reinstall(current, "token_already_exchanged", reason, end)
 
 
 def _store_reason(exc: errors.StoreError) -> str:

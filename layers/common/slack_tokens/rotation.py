@@ -32,23 +32,39 @@ from __future__ import annotations
 import os
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from dataclasses import replace
+from typing import NamedTuple
 
 from slack_tokens import errors
 from slack_tokens.config import AppCredentials
+from slack_tokens.handover import (
+    DEFERRED,
+    FAILED,
+    LOST_RACE,
+    NOT_DUE,
+    ROTATED,
+    SKIPPED_LEGACY,
+    SKIPPED_REINSTALL,
+    Handover,
+    LeaseScope,
+    Outcome,
+    Summary,
+)
 from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, PairKey, TokenPair, VersionInfo, parse_version_id
 from slack_tokens.observability import logger
 from slack_tokens.slack_client import SlackClient
-from slack_tokens.store import AWSCURRENT, AWSPENDING, STATUS_TAG, SecretMeta, StoredPair, TokenStore
+from slack_tokens.store import AWSCURRENT, AWSPENDING, SecretMeta, StoredPair, TokenStore
 
 SLACK_BUDGET = 20.0  # seconds one refresh may take, retries included
 WRITE_BUDGET = 10.0  # seconds kept for the store-first write and the promotion
 SAFETY = 5.0  # seconds kept at the end of the invocation for the summary and metric flush
 LEGACY_FIELD = "legacy_access_token"
+_REFRESH_NOT_STORED = (
+    "Slack issued a new pair that could not be stored; a run within Slack's grace period can still recover it "
+    "by refreshing again"
+)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -127,56 +143,6 @@ def refreshed(
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Outcomes
-# --------------------------------------------------------------------------------------------------------------
-
-ROTATED = "rotated"
-RECOVERED = "recovered"
-SUPERSEDED = "superseded"  # a reinstall (or another writer) replaced the pair while we worked: theirs wins
-LOST_RACE = "lost_race"  # invalid_refresh_token because someone else had already rotated it
-NOT_DUE = "not_due"
-SKIPPED_LEGACY = "legacy"
-SKIPPED_REINSTALL = "awaiting_reinstall"
-DEFERRED = "deferred"  # not enough time left in this invocation: next run
-MARKED_REINSTALL = "needs_reinstall"
-FAILED = "failed"
-
-
-class Outcome(NamedTuple):
-    name: str
-    result: str
-    reason: str | None = None
-
-
-@dataclass
-class Summary:
-    due: int = 0
-    outcomes: list[Outcome] = field(default_factory=list)
-    lag_seconds: int | None = None  # how close to expiry the most urgent due pair got
-    lease: str = "acquired"
-
-    def to_json(self) -> dict[str, Any]:
-        by_result = Counter(o.result for o in self.outcomes)
-        failures = Counter(o.reason or "unknown" for o in self.outcomes if o.result == FAILED)
-        skipped = sum(
-            by_result[r] for r in (NOT_DUE, SKIPPED_LEGACY, SKIPPED_REINSTALL, DEFERRED, LOST_RACE, SUPERSEDED)
-        )
-        return {
-            "due": self.due,
-            "rotated": by_result[ROTATED] + by_result[RECOVERED],
-            "recovered": by_result[RECOVERED],
-            "failed": by_result[FAILED],
-            "skipped": skipped,
-            "needs_reinstall": by_result[MARKED_REINSTALL],
-            "deferred": by_result[DEFERRED],
-            "superseded": by_result[SUPERSEDED] + by_result[LOST_RACE],
-            "failures": dict(failures),
-            "lag_seconds": self.lag_seconds,
-            "lease": self.lease,
-        }
-
-
-# --------------------------------------------------------------------------------------------------------------
 # The rotator
 # --------------------------------------------------------------------------------------------------------------
 
@@ -196,6 +162,7 @@ class Rotator:
         crash_hook: Callable[[str, str], None] | None = None,
     ) -> None:
         self._store = store
+        self._handover = Handover(store, clock=clock)
         self._slack = slack
         self._credentials = credentials
         self._margin = margin_seconds
@@ -278,7 +245,7 @@ class Rotator:
 
         # Recover: a previous run stored a refreshed pair made from this version but did not promote it.
         if candidate.pending_version is not None:
-            recovered = self._recover(name, current, candidate.pending_version, end)
+            recovered = self._handover.recover(current, candidate.pending_version, end)
             if recovered is not None:
                 return recovered
 
@@ -316,42 +283,15 @@ class Rotator:
         self._crash_hook("after_refresh", name)
 
         # Store first.
-        try:
-            pending_version = self._store.stage_pending(name, new_pair, deadline=end)
-        except errors.StoreError as exc:
-            logger.critical(
-                "Slack issued a new pair that could not be stored; a run within Slack's grace period "
-                "can still recover it by refreshing again",
-                extra={"secret_name": name, "error": str(exc)},
-            )
-            return Outcome(name, FAILED, "store_first_failed")
+        pending_version = self._handover.store_first(name, new_pair, end, if_lost=_REFRESH_NOT_STORED)
+        if isinstance(pending_version, Outcome):
+            return pending_version
         self._crash_hook("after_store", name)
 
         # Promote (compare-and-swap).
-        outcome = self._promote(name, pending_version, current.version_id, end, ROTATED)
+        outcome = self._handover.promote(name, pending_version, current.version_id, end, ROTATED)
         self._crash_hook("after_promote", name)
         return outcome
-
-    def _promote(self, name: str, version: str, expected: str, end: float, result: str) -> Outcome:
-        try:
-            self._store.promote(name, version, expected_current=expected, deadline=end)
-        except errors.VersionConflictError:
-            meta = self._store.describe(name)
-            if meta is not None and meta.version_with(AWSCURRENT) == version:
-                return Outcome(name, result)  # our move landed; only its answer was lost and the retry saw it done
-            logger.warning(
-                "the pair changed while it was being rotated (reinstall?); keeping the newer one",
-                extra={"secret_name": name},
-            )
-            return Outcome(name, SUPERSEDED)
-        return Outcome(name, result)
-
-    def _recover(self, name: str, current: StoredPair, pending_version: str, end: float) -> Outcome | None:
-        pending = self._store.read(name, version_id=pending_version)
-        if pending.pair.rotated_from != current.version_id:
-            return None  # a leftover from an older version: not ours to promote
-        logger.warning("found a stored but unpromoted rotation; promoting it", extra={"secret_name": name})
-        return self._promote(name, pending_version, current.version_id, end, RECOVERED)
 
     def _invalid_refresh_token(self, name: str, seen: StoredPair, end: float) -> Outcome:
         """Re-read first: only when nothing newer exists is the pair really lost."""
@@ -361,18 +301,11 @@ class Rotator:
             return Outcome(name, LOST_RACE)
         pending = meta.version_with(AWSPENDING) if meta else None
         if pending is not None and pending != current:
-            recovered = self._recover(name, seen, pending, end)
+            recovered = self._handover.recover(seen, pending, end)
             if recovered is not None:
                 return recovered
         reason = "Slack rejected the refresh token (invalid_refresh_token): the customer must reinstall the app"
-        marked = seen.pair.with_status(NEEDS_REINSTALL, reason, int(self._clock()))
-        self._store.put_current(name, marked, deadline=end)
-        self._store.set_status_tag(name, NEEDS_REINSTALL, deadline=end)
-        logger.error(
-            "token pair needs a reinstall",
-            extra={"secret_name": name, "team_id": seen.pair.team_id, "enterprise_id": seen.pair.enterprise_id},
-        )
-        return Outcome(name, MARKED_REINSTALL, "invalid_refresh_token")
+        return self._handover.mark_reinstall(seen, "invalid_refresh_token", reason, end)
 
     # -- lease -------------------------------------------------------------------------------------------------
 
@@ -381,36 +314,4 @@ class Rotator:
         return LeaseScope(lease, self._clock, ttl=remaining_seconds + 60)
 
 
-class LeaseScope:
-    def __init__(self, lease: Any, clock: Callable[[], float], ttl: float) -> None:
-        self._lease = lease
-        self._clock = clock
-        self._ttl = ttl
-        self.summary = Summary()
-
-    def __enter__(self) -> Summary:
-        if not self._lease.acquire(self._clock(), self._ttl):
-            self.summary.lease = "busy"
-            logger.info("another rotation run holds the lease; nothing to do")
-        return self.summary
-
-    def __exit__(self, *exc: object) -> None:
-        if self.summary.lease == "acquired":
-            try:
-                self._lease.release()
-            except errors.StoreError as error:  # it expires on its own
-                logger.warning("could not release the rotation lease", extra={"error": str(error)})
-
-
-__all__ = [
-    "LEGACY_FIELD",
-    "STATUS_TAG",
-    "Candidate",
-    "LeaseScope",
-    "Outcome",
-    "Rotator",
-    "Summary",
-    "plan",
-    "refreshed",
-    "spread",
-]
+__all__ = ["LEGACY_FIELD", "Candidate", "Rotator", "is_due", "plan", "refreshed", "spread"]

@@ -225,21 +225,7 @@ class TokenStore:
 
     def stage_pending(self, name: str, pair: TokenPair, *, deadline: float) -> str:
         """Store-first: write ``pair`` as a new version labelled ``AWSPENDING`` only. Returns its version id."""
-        version_id = new_version_id(pair.status, pair.expires_at)
-        secret_string = pair.to_secret_string()
-        self._retrying(
-            lambda: self._call(
-                "PutSecretValue",
-                name,
-                self._client.put_secret_value,
-                SecretId=name,
-                SecretString=secret_string,
-                ClientRequestToken=version_id,
-                VersionStages=[AWSPENDING],
-            ),
-            deadline,
-        )
-        return version_id
+        return self._put_version(name, pair, deadline, stages=[AWSPENDING])
 
     def promote(self, name: str, version_id: str, *, expected_current: str, deadline: float) -> None:
         """Compare-and-swap ``AWSCURRENT`` from ``expected_current`` to ``version_id``.
@@ -268,19 +254,19 @@ class TokenStore:
 
     def put_current(self, name: str, pair: TokenPair, *, deadline: float) -> str:
         """Write ``pair`` straight to ``AWSCURRENT`` (status changes; no token changes hands)."""
+        return self._put_version(name, pair, deadline, stages=None)
+
+    def _put_version(self, name: str, pair: TokenPair, deadline: float, *, stages: list[str] | None) -> str:
+        """PutSecretValue with a version id made once, so every retry of the write is idempotent."""
         version_id = new_version_id(pair.status, pair.expires_at)
-        secret_string = pair.to_secret_string()
-        self._retrying(
-            lambda: self._call(
-                "PutSecretValue",
-                name,
-                self._client.put_secret_value,
-                SecretId=name,
-                SecretString=secret_string,
-                ClientRequestToken=version_id,
-            ),
-            deadline,
-        )
+        request: dict[str, Any] = {
+            "SecretId": name,
+            "SecretString": pair.to_secret_string(),
+            "ClientRequestToken": version_id,
+        }
+        if stages is not None:
+            request["VersionStages"] = stages
+        self._retrying(lambda: self._call("PutSecretValue", name, self._client.put_secret_value, **request), deadline)
         return version_id
 
     def set_status_tag(self, name: str, status: str, *, deadline: float) -> None:

@@ -1,0 +1,156 @@
+"""The write half of the token-pair protocol, shared by rotation and the legacy exchange (SPEC 5).
+
+Both hold a new pair that exists nowhere but in this process the moment Slack answers. Both then:
+
+1. **store first** - write it as a new version staged ``AWSPENDING`` only (``TokenStore.stage_pending``);
+2. **promote** - move ``AWSCURRENT`` onto it with compare-and-swap against the version it was made from; a conflict
+   means another writer (a reinstall) won, unless the conflict is our own earlier attempt that landed;
+3. **recover** - a later run that finds an ``AWSPENDING`` version made from the current one promotes it;
+4. **mark needs_reinstall** - when Slack says the credential is gone and nothing newer exists: value and tag, the
+   secret is kept.
+
+This module also holds what both report: the per-pair ``Outcome``, the run ``Summary`` (SPEC 4.3) and the run
+lease scope.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from slack_tokens import errors
+from slack_tokens.models import NEEDS_REINSTALL, TokenPair
+from slack_tokens.observability import logger
+from slack_tokens.store import AWSCURRENT, Lease, StoredPair, TokenStore
+
+# --------------------------------------------------------------------------------------------------------------
+# Outcomes and the run summary
+# --------------------------------------------------------------------------------------------------------------
+
+ROTATED = "rotated"
+RECOVERED = "recovered"
+SUPERSEDED = "superseded"  # a reinstall (or another writer) replaced the pair while we worked: theirs wins
+LOST_RACE = "lost_race"  # invalid_refresh_token because someone else had already rotated it
+NOT_DUE = "not_due"
+SKIPPED_LEGACY = "legacy"
+SKIPPED_REINSTALL = "awaiting_reinstall"
+DEFERRED = "deferred"  # not enough time left in this invocation: next run
+MARKED_REINSTALL = "needs_reinstall"
+FAILED = "failed"
+
+
+class Outcome(NamedTuple):
+    name: str
+    result: str
+    reason: str | None = None
+
+
+@dataclass
+class Summary:
+    due: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+    lag_seconds: int | None = None  # how close to expiry the most urgent due pair got
+    lease: str = "acquired"
+
+    def to_json(self) -> dict[str, Any]:
+        by_result = Counter(o.result for o in self.outcomes)
+        failures = Counter(o.reason or "unknown" for o in self.outcomes if o.result == FAILED)
+        skipped = sum(
+            by_result[r] for r in (NOT_DUE, SKIPPED_LEGACY, SKIPPED_REINSTALL, DEFERRED, LOST_RACE, SUPERSEDED)
+        )
+        return {
+            "due": self.due,
+            "rotated": by_result[ROTATED] + by_result[RECOVERED],
+            "recovered": by_result[RECOVERED],
+            "failed": by_result[FAILED],
+            "skipped": skipped,
+            "needs_reinstall": by_result[MARKED_REINSTALL],
+            "deferred": by_result[DEFERRED],
+            "superseded": by_result[SUPERSEDED] + by_result[LOST_RACE],
+            "failures": dict(failures),
+            "lag_seconds": self.lag_seconds,
+            "lease": self.lease,
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The shared steps
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Handover:
+    """Store-first, compare-and-swap promotion, recovery and ``needs_reinstall`` marking for one store."""
+
+    def __init__(self, store: TokenStore, *, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    def store_first(self, name: str, new_pair: TokenPair, end: float, *, if_lost: str) -> str | Outcome:
+        """Write ``new_pair`` as AWSPENDING (retried until ``end``); its version id, or the failure outcome."""
+        try:
+            return self._store.stage_pending(name, new_pair, deadline=end)
+        except errors.StoreError as exc:
+            logger.critical(if_lost, extra={"secret_name": name, "error": str(exc)})
+            return Outcome(name, FAILED, "store_first_failed")
+
+    def promote(self, name: str, version: str, expected: str, end: float, result: str) -> Outcome:
+        try:
+            self._store.promote(name, version, expected_current=expected, deadline=end)
+        except errors.VersionConflictError:
+            meta = self._store.describe(name)
+            if meta is not None and meta.version_with(AWSCURRENT) == version:
+                return Outcome(name, result)  # our move landed; only its answer was lost and the retry saw it done
+            logger.warning(
+                "the pair changed while we worked on it (reinstall?); keeping the newer one",
+                extra={"secret_name": name},
+            )
+            return Outcome(name, SUPERSEDED)
+        return Outcome(name, result)
+
+    def recover(self, current: StoredPair, pending_version: str, end: float) -> Outcome | None:
+        """Promote ``pending_version`` if it was made from ``current``; ``None`` when it is someone else's leftover."""
+        pending = self._store.read(current.name, version_id=pending_version)
+        if pending.pair.rotated_from != current.version_id:
+            return None
+        logger.warning("found a stored but unpromoted pair; promoting it", extra={"secret_name": current.name})
+        return self.promote(current.name, pending_version, current.version_id, end, RECOVERED)
+
+    def mark_reinstall(self, current: StoredPair, code: str, reason: str, end: float) -> Outcome:
+        """The credential is gone for good: keep the secret, mark value and tag, tell the operators."""
+        marked = current.pair.with_status(NEEDS_REINSTALL, reason, int(self._clock()))
+        self._store.put_current(current.name, marked, deadline=end)
+        self._store.set_status_tag(current.name, NEEDS_REINSTALL, deadline=end)
+        logger.error(
+            "token pair needs a reinstall",
+            extra={
+                "secret_name": current.name,
+                "slack_error": code,
+                "team_id": current.pair.team_id,
+                "enterprise_id": current.pair.enterprise_id,
+            },
+        )
+        return Outcome(current.name, MARKED_REINSTALL, code)
+
+
+class LeaseScope:
+    def __init__(self, lease: Lease, clock: Callable[[], float], ttl: float) -> None:
+        self._lease = lease
+        self._clock = clock
+        self._ttl = ttl
+        self.summary = Summary()
+
+    def __enter__(self) -> Summary:
+        if not self._lease.acquire(self._clock(), self._ttl):
+            self.summary.lease = "busy"
+            logger.info("another rotation run holds the lease; nothing to do")
+        return self.summary
+
+    def __exit__(self, *exc: object) -> None:
+        if self.summary.lease == "acquired":
+            try:
+                self._lease.release()
+            except errors.StoreError as error:  # it expires on its own
+                logger.warning("could not release the rotation lease", extra={"error": str(error)})
