@@ -12,7 +12,7 @@ VENV_SAM := .venv-sam
 BIN := $(VENV)/bin
 SAM := $(VENV_SAM)/bin/sam
 
-.PHONY: help venv test lint typecheck unit integration template sam-validate build bench format clean
+.PHONY: help venv run invoke pairs test lint typecheck unit integration template sam-validate build bench format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,16 @@ $(VENV_SAM)/.installed:
 	@touch $@
 
 venv: $(BIN)/.installed ## create .venv with the pinned dev dependencies
+
+run: $(BIN)/.installed ## the whole flow on this machine until Ctrl-C (PORT=, TOKEN_LIFETIME=, ROTATE_EVERY=)
+	$(BIN)/python -m local.run
+
+invoke: $(BIN)/.installed ## run one function once: FN=<logical id> EVENT=events/<file>.json [ATTACH=1]
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=RotateFunction EVENT=events/rotate_sweep.json [ATTACH=1]"; exit 2; }
+	$(BIN)/python -m local.invoke "$(FN)" "$(EVENT)" $(if $(ATTACH),--attach)
+
+pairs: $(BIN)/.installed ## list the token pairs stored by the running `make run` (never a token)
+	$(BIN)/python -m local.pairs
 
 test: lint typecheck ## the full suite: lint, types, unit + integration tests with the coverage gate
 	$(BIN)/python -m pytest --cov --cov-report=term

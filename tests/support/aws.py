@@ -40,16 +40,26 @@ class MotoServer:
         urllib3.request("POST", f"{self.url}/moto-api/reset", timeout=5)
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.url, **FAKE_CREDENTIALS}
+        return endpoint_env(self.url)
 
     def client(self) -> Any:
-        return boto3.client(
-            "secretsmanager",
-            endpoint_url=self.url,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        return secretsmanager_client(self.url)
+
+
+def endpoint_env(url: str) -> dict[str, str]:
+    """The environment that points boto3 at the moto server at ``url``, with its fake credentials."""
+    return {"AWS_ENDPOINT_URL": url, **FAKE_CREDENTIALS}
+
+
+def secretsmanager_client(url: str) -> Any:
+    """A Secrets Manager client on the moto server at ``url``."""
+    return boto3.client(
+        "secretsmanager",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @contextmanager

@@ -24,9 +24,14 @@ def load_event(name: str) -> dict[str, Any]:
 
 def load_handler(function_dir: str) -> ModuleType:
     """Import ``functions/<function_dir>/app.py`` as module ``<function_dir>_app`` (every function has an app.py)."""
-    path = ROOT / "functions" / function_dir / "app.py"
-    spec = importlib.util.spec_from_file_location(f"{function_dir}_app", path)
-    assert spec is not None and spec.loader is not None
+    return load_module(ROOT / "functions" / function_dir / "app.py", f"{function_dir}_app")
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """Import the file at ``path`` as module ``name``, without registering it in ``sys.modules``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

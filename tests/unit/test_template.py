@@ -1,7 +1,8 @@
 """Static checks of template.yaml: the contract between the SAM template and the function code.
 
-The template is parsed with a small SafeLoader that understands CloudFormation's short-form tags, so
-these tests need only PyYAML. The last test also runs cfn-lint when it is installed.
+The template is parsed with the local stack's loader (``local.template``), a small SafeLoader that
+understands CloudFormation's short-form tags, so these tests need only PyYAML. The last test also runs
+cfn-lint when it is installed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
@@ -79,34 +81,6 @@ ROUTES = {
 
 
 # -- loading ---------------------------------------------------------------------------------------
-
-
-class CloudFormationLoader(yaml.SafeLoader):
-    """SafeLoader that turns short-form tags (``!Ref X``, ``!GetAtt A.B``...) into long-form dicts."""
-
-
-def _short_form(loader: CloudFormationLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix in {"Ref", "Condition"}:
-        return {suffix: value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-CloudFormationLoader.add_multi_constructor("!", _short_form)
-
-
-def load_template(text: str) -> dict[str, Any]:
-    document = yaml.load(text, Loader=CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
-    assert isinstance(document, dict)
-    return document
 
 
 @pytest.fixture(scope="module")
