@@ -12,10 +12,10 @@ VENV_SAM := .venv-sam
 BIN := $(VENV)/bin
 SAM := $(VENV_SAM)/bin/sam
 
-.PHONY: help venv run invoke pairs test lint typecheck unit integration template sam-validate build bench format clean
+.PHONY: help venv run invoke pairs test lint typecheck unit integration e2e template sam-validate build bench format clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: requirements-dev.txt layers/common/requirements.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required (python3.13 preferred)"; exit 1; }
@@ -41,14 +41,17 @@ invoke: $(BIN)/.installed ## run one function once: FN=<logical id> EVENT=events
 pairs: $(BIN)/.installed ## list the token pairs stored by the running `make run` (never a token)
 	$(BIN)/python -m local.pairs
 
-test: lint typecheck ## the full suite: lint, types, unit + integration tests with the coverage gate
-	$(BIN)/python -m pytest --cov --cov-report=term
+test: lint typecheck ## the full suite: lint, types, unit + integration + browser tests with the coverage gate
+	$(BIN)/python -m pytest tests --cov --cov-report=term
 
 unit: $(BIN)/.installed ## unit tests only (fast)
 	$(BIN)/python -m pytest tests/unit -q
 
 integration: $(BIN)/.installed ## integration tests (moto server + fake Slack over HTTP)
 	$(BIN)/python -m pytest tests/integration -q
+
+e2e: $(BIN)/.installed ## browser test: headless Chromium installs into the sandbox (needs /usr/bin/chromium)
+	$(BIN)/python -m pytest tests/e2e -q
 
 lint: $(BIN)/.installed ## ruff lint + format check, cfn-lint on the template
 	$(BIN)/ruff check .
@@ -72,4 +75,4 @@ bench: $(BIN)/.installed ## benchmarks: cold start vs the boto3 floor, AWS calls
 	$(BIN)/python -m bench
 
 clean: ## remove build output and virtualenvs
-	rm -rf .aws-sam $(VENV) $(VENV_SAM) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+	rm -rf .aws-sam $(VENV) $(VENV_SAM) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov artifacts
