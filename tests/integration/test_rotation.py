@@ -257,3 +257,39 @@ def test_a_promote_whose_answer_was_lost_is_still_a_rotation(due_app: App) -> No
     assert lost == [0]
     assert summary["rotated"] == 1 and summary["superseded"] == 0
     assert_usable(due_app, name)
+
+
+def test_a_reinstall_landing_while_a_dead_pair_is_being_marked_wins(due_app: App) -> None:
+    import json
+
+    (name,) = due_app.install_teams(["T0001"])
+    due_app.slack.revoke(due_app.stored(name)["refresh_token"])
+    client = entrypoints.secretsmanager_client()
+    fired: list[bool] = []
+
+    def reinstall_before_the_mark(params: dict[str, Any], **_: Any) -> None:
+        if not fired and "needs_reinstall" in json.loads(params["body"]).get("SecretString", ""):
+            fired.append(True)
+            due_app.install_teams(["T0001"])  # the customer reinstalls at that very moment
+
+    client.meta.events.register("before-call.secrets-manager.PutSecretValue", reinstall_before_the_mark)
+    try:
+        summary = due_app.rotate()
+    finally:
+        client.meta.events.unregister("before-call.secrets-manager.PutSecretValue", reinstall_before_the_mark)
+
+    assert fired and summary["needs_reinstall"] == 0 and summary["superseded"] == 1
+    assert_usable(due_app, name)  # the reinstall's pair, not the dead one marked
+
+
+def test_a_reinstall_after_a_rotation_replaces_the_rotated_pair(due_app: App) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    assert due_app.rotate()["rotated"] == 1
+    rotated = due_app.stored(name)
+
+    due_app.install_teams(["T0001"])
+
+    reinstalled = assert_usable(due_app, name)
+    assert reinstalled["access_token"] != rotated["access_token"]
+    stages = due_app.client.describe_secret(SecretId=name)["VersionIdsToStages"]
+    assert sum("AWSCURRENT" in s for s in stages.values()) == 1

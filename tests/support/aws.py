@@ -20,10 +20,36 @@ FAKE_CREDENTIALS = {
 }
 
 
+def _move_current_like_aws() -> None:
+    """Correct one moto deviation from Secrets Manager (moto 5.2): after ``UpdateSecretVersionStage`` moves
+    AWSCURRENT, moto keeps its idea of the current version on the old one, so a later plain ``PutSecretValue``
+    (what a reinstall does) leaves TWO versions labelled AWSCURRENT and reads return the stale one. On AWS the
+    label moves to the new version. Rotation promotes by UpdateSecretVersionStage, so a reinstall after a rotation
+    would look lost under moto alone. The emulator runs in this process, so the fix is applied to its backend.
+    """
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    original = SecretsManagerBackend.update_secret_version_stage
+    if getattr(original, "moves_current_like_aws", False):
+        return
+
+    def update_secret_version_stage(
+        self: Any, secret_id: str, version_stage: str, remove_from_version_id: str, move_to_version_id: str
+    ) -> tuple[str, str]:
+        result = original(self, secret_id, version_stage, remove_from_version_id, move_to_version_id)
+        if version_stage == "AWSCURRENT" and move_to_version_id:
+            self.secrets[secret_id].default_version_id = move_to_version_id
+        return result
+
+    update_secret_version_stage.moves_current_like_aws = True  # type: ignore[attr-defined]
+    SecretsManagerBackend.update_secret_version_stage = update_secret_version_stage  # type: ignore[method-assign]
+
+
 class MotoServer:
     """One moto server per test session; ``reset()`` empties it between tests."""
 
     def __init__(self) -> None:
+        _move_current_like_aws()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.url = ""
 

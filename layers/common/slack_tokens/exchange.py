@@ -34,6 +34,7 @@ from slack_tokens.handover import (
     FAILED,
     RECOVERED,
     SKIPPED_REINSTALL,
+    SUPERSEDED,
     Handover,
     LeaseScope,
     Outcome,
@@ -301,6 +302,8 @@ class Exchanger:
     def _already_exchanged(self, current: StoredPair, end: float) -> Outcome:
         """A stored-but-unpromoted exchange made from this version wins; without one the new pair is lost."""
         meta = self._store.describe(current.name)
+        if meta is not None and meta.version_with(AWSCURRENT) != current.version_id:
+            return Outcome(current.name, SUPERSEDED)  # a reinstall (or another writer) replaced it: theirs stands
         pending = meta.version_with(AWSPENDING) if meta else None
         if pending is not None and pending != current.version_id:
             recovered = self._handover.recover(current, pending, end)

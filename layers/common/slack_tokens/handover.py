@@ -119,9 +119,16 @@ class Handover:
         return self.promote(current.name, pending_version, current.version_id, end, RECOVERED)
 
     def mark_reinstall(self, current: StoredPair, code: str, reason: str, end: float) -> Outcome:
-        """The credential is gone for good: keep the secret, mark value and tag, tell the operators."""
+        """The credential is gone for good: keep the secret, mark value and tag, tell the operators.
+
+        The mark is written like any other pair (staged, then compare-and-swap from ``current``): a reinstall that
+        lands meanwhile must never be overwritten by a dead pair.
+        """
         marked = current.pair.with_status(NEEDS_REINSTALL, reason, int(self._clock()))
-        self._store.put_current(current.name, marked, deadline=end)
+        version = self._store.stage_pending(current.name, marked, deadline=end)
+        outcome = self.promote(current.name, version, current.version_id, end, MARKED_REINSTALL)
+        if outcome.result == SUPERSEDED:
+            return outcome
         self._store.set_status_tag(current.name, NEEDS_REINSTALL, deadline=end)
         logger.error(
             "token pair needs a reinstall",

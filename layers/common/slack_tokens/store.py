@@ -252,10 +252,6 @@ class TokenStore:
 
         self._retrying(move, deadline)
 
-    def put_current(self, name: str, pair: TokenPair, *, deadline: float) -> str:
-        """Write ``pair`` straight to ``AWSCURRENT`` (status changes; no token changes hands)."""
-        return self._put_version(name, pair, deadline, stages=None)
-
     def _put_version(self, name: str, pair: TokenPair, deadline: float, *, stages: list[str] | None) -> str:
         """PutSecretValue with a version id made once, so every retry of the write is idempotent."""
         version_id = new_version_id(pair.status, pair.expires_at)
