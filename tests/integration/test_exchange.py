@@ -142,6 +142,20 @@ def test_a_rerun_over_migrated_pairs_exchanges_nothing(mig: Migration) -> None:
     }
 
 
+def test_importing_the_same_file_again_never_overwrites_a_migrated_pair(mig: Migration) -> None:
+    (name,) = mig.seed(("bot", "T0001", None))
+    mig.exchange()
+    migrated = mig.app.stored(name)
+    path = mig._tmp / "legacy.csv"
+
+    out = io.StringIO()
+    assert legacy_import.main([str(path)], out=out) == 0
+
+    assert f"{name}: exists already, left as it is" in out.getvalue()
+    assert json.loads(out.getvalue().splitlines()[-1])["skipped"] == 1
+    assert mig.app.stored(name) == migrated
+
+
 def test_dry_run_reports_and_changes_nothing(mig: Migration) -> None:
     mig.seed(("bot", "T0001", None), ("user", "T0001", "U0001"), ("bot", "T0002", None))
     before = mig.snapshot()

@@ -25,7 +25,7 @@ class RecordingStore:
     def __init__(self) -> None:
         self.saved: list[TokenPair] = []
 
-    def save_installation(self, pair: TokenPair, *, deadline: float) -> Any:
+    def create_if_absent(self, pair: TokenPair, *, deadline: float) -> Any:
         self.saved.append(pair)
         return type("Stored", (), {"name": pair.key.secret_name("slack/tokens/")})()
 
@@ -104,6 +104,7 @@ def test_dry_run_reports_bad_rows_by_line_and_writes_nothing(tmp_path: Path) -> 
         "valid": 1,
         "invalid": 1,
         "written": 0,
+        "skipped": 0,
         "failed": 0,
         "dry_run": True,
     }

@@ -6,7 +6,8 @@ The file is CSV with the header ``team_id,enterprise_id,token_type,token,user_id
 with those keys). Every row is checked first; bad rows are reported by line (CSV) or position (JSON), never with
 their token, and are not written. Good rows are stored as legacy pairs (SPEC 4.2: ``refresh_token`` and
 ``expires_at`` null). Uses ``TOKEN_SECRET_PREFIX`` and boto3's own configuration (``AWS_ENDPOINT_URL``...).
-Writing a row again is harmless: it stores the same value as a new version.
+An import never overwrites: a row whose secret exists already (imported before, exchanged, or reinstalled since)
+is skipped, so running the same file again is harmless.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, store: 
     good, bad = validate(rows, int(time.time()))
     for row in bad:
         print(f"line {row.line}: {row.problem}", file=out)
-    written = failed = 0
+    written = failed = skipped = 0
     if not args.dry_run and good:
         if store is None:
             from slack_tokens.store import TokenStore, make_client  # noqa: PLC0415 - boto3 only when writing
@@ -135,15 +136,19 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, store: 
             store = TokenStore(make_client(), os.environ.get("TOKEN_SECRET_PREFIX") or DEFAULT_PREFIX)
         for pair in good:
             try:
-                stored = store.save_installation(pair, deadline=time.monotonic() + 30)
+                stored = store.create_if_absent(pair, deadline=time.monotonic() + 30)
             except StoreError as exc:
                 failed += 1
                 print(f"{store.name_for(pair.key)}: not written ({exc})", file=out)
             else:
-                written += 1
-                print(f"{stored.name}: stored", file=out)
+                if stored is None:
+                    skipped += 1
+                    print(f"{store.name_for(pair.key)}: exists already, left as it is", file=out)
+                else:
+                    written += 1
+                    print(f"{stored.name}: stored", file=out)
     summary = {"rows": len(good) + len(bad), "valid": len(good), "invalid": len(bad), "written": written}
-    summary |= {"failed": failed, "dry_run": args.dry_run}
+    summary |= {"skipped": skipped, "failed": failed, "dry_run": args.dry_run}
     print(json.dumps(summary), file=out)
     return 1 if bad or failed else 0
 

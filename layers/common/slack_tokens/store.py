@@ -204,6 +204,14 @@ class TokenStore:
         self._retrying(write, deadline)
         return StoredPair(name=name, version_id=version_id, pair=pair)
 
+    def create_if_absent(self, pair: TokenPair, *, deadline: float) -> StoredPair | None:
+        """Create the pair's secret; ``None`` (and nothing written) when it exists already, whatever it holds."""
+        name = self.name_for(pair.key)
+        version_id = new_version_id(pair.status, pair.expires_at)
+        tags = {**pair.key.tags(), STATUS_TAG: pair.status}
+        created = self._retrying(lambda: self._create(name, pair.to_secret_string(), version_id, tags), deadline)
+        return StoredPair(name=name, version_id=version_id, pair=pair) if created else None
+
     def _create(self, name: str, secret_string: str, version_id: str, tags: dict[str, str]) -> bool:
         """CreateSecret; ``False`` when another writer created it first (then the caller puts a version)."""
         try:
