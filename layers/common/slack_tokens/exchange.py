@@ -180,7 +180,7 @@ class Exchanger:
         result = ExchangeSummary()
         with LeaseScope(lease, self._clock, ttl=remaining_seconds + 60) as summary:
             result.run = summary
-            if summary.lease != "acquired":
+            if summary.lease == "busy":
                 return result
             names = self._candidates(secret_ids)
             summary.due = len(names)

@@ -150,9 +150,17 @@ class LeaseScope:
         self.summary = Summary()
 
     def __enter__(self) -> Summary:
-        if not self._lease.acquire(self._clock(), self._ttl):
-            self.summary.lease = "busy"
-            logger.info("another rotation run holds the lease; nothing to do")
+        try:
+            if not self._lease.acquire(self._clock(), self._ttl):
+                self.summary.lease = "busy"
+                logger.info("another rotation run holds the lease; nothing to do")
+        except errors.StoreError as error:
+            # The lease is a second guard behind reserved concurrency 1: losing it must not stop rotation, or every
+            # token would expire. Go on unguarded and say so (e.g. the version quota of the lease secret).
+            self.summary.lease = "unavailable"
+            logger.error(
+                "rotation lease unavailable; going on under reserved concurrency alone", extra={"error": str(error)}
+            )
         return self.summary
 
     def __exit__(self, *exc: object) -> None:

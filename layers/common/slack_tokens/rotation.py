@@ -178,11 +178,13 @@ class Rotator:
     def sweep(self, remaining_seconds: float) -> Summary:
         """Rotate every pair that is due (or has a stored-but-unpromoted rotation)."""
         end = self._monotonic() + remaining_seconds - SAFETY
+        now = int(self._clock())
+        candidates = plan(self._store.list_pairs(), self._store.prefix, now, self._margin)
+        if not candidates:  # nothing to do: no lease taken, nothing written
+            return Summary(lease="not_needed")
         with self._leased(remaining_seconds) as summary:
-            if summary.lease != "acquired":
+            if summary.lease == "busy":
                 return summary
-            now = int(self._clock())
-            candidates = plan(self._store.list_pairs(), self._store.prefix, now, self._margin)
             summary.due = len(candidates)
             expiries = [c.expires_at for c in candidates if c.expires_at is not None]
             summary.lag_seconds = min(expiries) - now if expiries else None
@@ -194,7 +196,7 @@ class Rotator:
         """Rotate one pair now, due or not (``{"secret_id": ...}``)."""
         end = self._monotonic() + remaining_seconds - SAFETY
         with self._leased(remaining_seconds) as summary:
-            if summary.lease != "acquired":
+            if summary.lease == "busy":
                 return summary
             meta = self._store.describe(secret_id)
             if meta is None or PairKey.from_secret_name(self._store.prefix, meta.name) is None:

@@ -315,12 +315,18 @@ class TokenStore:
 class Lease:
     """A run-level mutual exclusion held in one secret, taken and released by compare-and-swap on AWSCURRENT.
 
-    The value is ``{"owner": ..., "expires_at": ...}``. Taking it: read the current version; if it is free or
-    expired, write our claim as a new version and move AWSCURRENT onto it with ``RemoveFromVersionId`` = the
-    version we read. Of two runs racing, exactly one move succeeds. A crashed holder's lease simply expires.
+    The secret has a permanent *free* version (fixed id, pinned by the ``LEASE_FREE`` label). Taking the lease:
+    read AWSCURRENT; if it is the free version, or a claim that has expired, write our claim
+    (``{"owner", "expires_at"}``) as a new version and move AWSCURRENT onto it with ``RemoveFromVersionId`` =
+    the version we read: of two runs racing, exactly one move succeeds. Releasing moves AWSCURRENT back to the
+    free version, writing nothing. So a run costs one new version: Secrets Manager keeps unlabelled versions for
+    24 hours and allows about 100, which a schedule of every 15 minutes or slower stays well under. A crashed
+    holder's claim simply expires.
     """
 
-    STAGE = "LEASE_CLAIM"
+    CLAIM_STAGE = "LEASE_CLAIM"
+    FREE_STAGE = "LEASE_FREE"
+    FREE_VERSION = "lease-free-0000000000000000000000"
 
     def __init__(self, client: Any, name: str, owner: str) -> None:
         self._client = client
@@ -332,22 +338,33 @@ class Lease:
         try:
             current_version, holder = self._read()
             if current_version is None:
-                return self._create(now, ttl)
+                self._create_free()
+                current_version, holder = self._read()
+            if current_version is None:
+                return False
             if holder.get("owner") not in (None, self.owner) and float(holder.get("expires_at", 0)) > now:
                 return False
-            return self._swap(current_version, {"owner": self.owner, "expires_at": now + ttl})
+            return self._claim(current_version, now + ttl)
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, "Lease", self.name) from None
 
     def release(self) -> None:
-        if self._held_version is None:
+        held, self._held_version = self._held_version, None
+        if held is None:
             return
         try:
-            self._swap(self._held_version, {"owner": None, "expires_at": 0})
-        except (ClientError, BotoCoreError) as exc:
+            self._client.update_secret_version_stage(
+                SecretId=self.name, VersionStage=AWSCURRENT, MoveToVersionId=self.FREE_VERSION, RemoveFromVersionId=held
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "InvalidParameterException":
+                raise _translate(exc, "Lease", self.name) from None
+            # Not ours any more (taken over after expiry), or the free version is gone: then free it by value.
+            current_version, _ = self._read()
+            if current_version == held:
+                self._write_and_swap(held, {"owner": None, "expires_at": 0})
+        except BotoCoreError as exc:
             raise _translate(exc, "Lease", self.name) from None
-        finally:
-            self._held_version = None
 
     def _read(self) -> tuple[str | None, dict[str, Any]]:
         try:
@@ -362,26 +379,32 @@ class Lease:
             holder = {}
         return answer["VersionId"], holder if isinstance(holder, dict) else {}
 
-    def _create(self, now: float, ttl: float) -> bool:
-        version = os.urandom(16).hex()
+    def _create_free(self) -> None:
         try:
             self._client.create_secret(
                 Name=self.name,
-                ClientRequestToken=version,
-                SecretString=json.dumps({"owner": self.owner, "expires_at": now + ttl}),
+                ClientRequestToken=self.FREE_VERSION,
+                SecretString=json.dumps({"owner": None, "expires_at": 0}),
                 Description="Rotation lease of slack-token-lifecycle (no token inside).",
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ResourceExistsException":
-                return False
+                return  # another run created it first
             raise
-        self._held_version = version
-        return True
+        self._client.update_secret_version_stage(
+            SecretId=self.name, VersionStage=self.FREE_STAGE, MoveToVersionId=self.FREE_VERSION
+        )
 
-    def _swap(self, expected: str, value: dict[str, Any]) -> bool:
+    def _claim(self, expected: str, expires_at: float) -> bool:
+        return self._write_and_swap(expected, {"owner": self.owner, "expires_at": expires_at})
+
+    def _write_and_swap(self, expected: str, value: dict[str, Any]) -> bool:
         version = os.urandom(16).hex()
         self._client.put_secret_value(
-            SecretId=self.name, SecretString=json.dumps(value), ClientRequestToken=version, VersionStages=[self.STAGE]
+            SecretId=self.name,
+            SecretString=json.dumps(value),
+            ClientRequestToken=version,
+            VersionStages=[self.CLAIM_STAGE],
         )
         try:
             self._client.update_secret_version_stage(
