@@ -203,7 +203,7 @@ def slack_failures(app: RecordingApp) -> None:
 def storage_failure(app: RecordingApp) -> None:
     install = app.authorize(app.install())
     with throttled_create_secret(entrypoints.secretsmanager_client(), refusals=None) as hook:
-        assert app.callback(install, timeout=7.5)["statusCode"] == 500
+        assert app.callback(install, timeout=16)["statusCode"] == 500
     assert app.secret_names() == []
     tokens = hook.tokens()
     assert len(tokens) == 4  # both pairs were tried (one failing does not stop the other), and both failed

@@ -131,7 +131,7 @@ def test_slack_failing_all_run_long_leaves_the_pair_as_it_was(due_app: App) -> N
     version = due_app.current_version(name)
     due_app.slack.fail_next("oauth.v2.access", error="service_unavailable", times=50)
 
-    summary = due_app.rotate(timeout=40)
+    summary = due_app.rotate(timeout=60)
 
     assert summary["failed"] == 1 and summary["failures"] == {"slack_retryable": 1}
     assert due_app.current_version(name) == version and due_app.stored(name) == old

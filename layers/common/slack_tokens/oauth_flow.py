@@ -36,7 +36,7 @@ _CODE = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
 _SLACK_ERROR = re.compile(r"^[a-z0-9_]{1,64}$")
 _STATE_STATUS = {"invalid_state": 401, "cookie_mismatch": 401}
 _SLACK_CALL_BUDGET = 12.0  # seconds the code exchange may take, retries included
-_STORE_RESERVE = 6.0  # seconds kept for the writes after Slack answers
+_STORE_RESERVE = 12.0  # seconds kept for the writes after Slack answers (a read and a write at their worst)
 
 
 class Result(NamedTuple):

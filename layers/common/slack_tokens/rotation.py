@@ -55,10 +55,10 @@ from slack_tokens.handover import (
 from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, PairKey, TokenPair, VersionInfo, parse_version_id
 from slack_tokens.observability import logger
 from slack_tokens.slack_client import SlackClient
-from slack_tokens.store import AWSCURRENT, AWSPENDING, SecretMeta, StoredPair, TokenStore
+from slack_tokens.store import AWSCURRENT, AWSPENDING, CALL_WORST_SECONDS, SecretMeta, StoredPair, TokenStore
 
 SLACK_BUDGET = 20.0  # seconds one refresh may take, retries included
-WRITE_BUDGET = 10.0  # seconds kept for the store-first write and the promotion
+WRITE_BUDGET = 2 * CALL_WORST_SECONDS  # the store-first write and the promotion, each at its worst
 SAFETY = 5.0  # seconds kept at the end of the invocation for the summary and metric flush
 LEGACY_FIELD = "legacy_access_token"
 _REFRESH_NOT_STORED = (

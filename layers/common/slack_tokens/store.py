@@ -51,12 +51,18 @@ _RETRYABLE_CODES = {
 T = TypeVar("T")
 
 
+# Client timeouts bound the worst case of ONE call (two attempts, each connect + read, plus botocore's short
+# backoff), so callers can check that a write still fits the time they have left.
+_CONNECT_TIMEOUT, _READ_TIMEOUT, _ATTEMPTS = 1.0, 3.0, 2
+CALL_WORST_SECONDS = _ATTEMPTS * (_CONNECT_TIMEOUT + _READ_TIMEOUT) + 1.0
+
+
 def make_client() -> Any:
     """A Secrets Manager client with bounded timeouts. Honours ``AWS_ENDPOINT_URL`` (local emulator)."""
     config = Config(
-        connect_timeout=2,
-        read_timeout=5,
-        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=_CONNECT_TIMEOUT,
+        read_timeout=_READ_TIMEOUT,
+        retries={"mode": "standard", "max_attempts": _ATTEMPTS},
         max_pool_connections=32,  # the rotator's worker threads share this client
     )
     return boto3.client("secretsmanager", config=config)
@@ -297,7 +303,8 @@ class TokenStore:
             raise _translate(exc, action, name) from None
 
     def _retrying(self, operation: Callable[[], T], deadline: float) -> T:
-        """Repeat ``operation`` on retryable ``StoreError`` with jittered backoff until ``deadline``."""
+        """Repeat ``operation`` on retryable ``StoreError`` with jittered backoff while another attempt, at its
+        worst (``CALL_WORST_SECONDS``), still ends before ``deadline``. The first attempt is always made."""
         attempt = 0
         while True:
             try:
@@ -306,7 +313,7 @@ class TokenStore:
                 if not exc.retryable:
                     raise
                 wait = random.uniform(0, min(2.0, 0.1 * 2**attempt))  # noqa: S311 - jitter
-                if self._monotonic() + wait >= deadline:
+                if self._monotonic() + wait + CALL_WORST_SECONDS >= deadline:
                     raise
                 attempt += 1
                 self._sleep(wait)
