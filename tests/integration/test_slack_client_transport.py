@@ -239,3 +239,21 @@ def test_an_exchanged_legacy_token_parses_to_a_pair_of_its_type(
     (request,) = slack.requests
     assert request.form == {"token": legacy}  # the token goes in the body; the credentials in Basic auth
     assert request.basic_auth == (CLIENT_ID, CLIENT_SECRET)
+
+
+def test_an_exchange_answered_with_a_5xx_is_not_repeated_but_a_rate_limit_is(slack: FakeSlack) -> None:
+    client = SlackClient(slack.api_url, policy=RetryPolicy(backoff_base=0.01, backoff_cap=0.05))
+    legacy = slack.add_legacy_token("bot")
+    slack.fail_next("oauth.v2.exchange", status=502, body=b"<html>bad gateway</html>")
+
+    with pytest.raises(errors.SlackTransportError):
+        client.exchange_legacy_token(
+            client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token=legacy, deadline=time.monotonic() + 5
+        )
+    assert sum(r.method == "oauth.v2.exchange" for r in slack.requests) == 1
+
+    slack.fail_next("oauth.v2.exchange", status=429, retry_after=0)
+    access = client.exchange_legacy_token(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token=legacy, deadline=time.monotonic() + 5
+    )
+    assert access.bot is not None and access.bot.refresh_token

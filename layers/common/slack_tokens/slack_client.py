@@ -16,9 +16,10 @@ code (authorization_code)     answer lost after sending (read timeout, reset): r
 refresh (refresh_token)       answer lost after sending: retried at once with the same refresh token. Slack
                               keeps a used refresh token valid for a short grace period and a prompt retry is the
                               only way to get a pair whose answer was lost.
-exchange (oauth.v2.exchange)  answer lost after sending: NOT retried. A legacy token can be exchanged once; a
-                              second call can only say ``token_already_exchanged``. The caller is told
-                              (``SlackTransportError.request_sent``) and the legacy token keeps working.
+exchange (oauth.v2.exchange)  nothing is repeated once the request was sent, except a rate limit (Slack did not
+                              act): a lost answer, a 5xx or ``internal_error`` may follow an exchange Slack did,
+                              and a legacy token can be exchanged once (a second call can only say
+                              ``token_already_exchanged``). The caller is told; the legacy token keeps working.
 ===========================  ===========================================================================
 """
 
@@ -135,43 +136,12 @@ class SlackClient:
                 break
             if self._limiter is not None and not self._limiter.acquire(deadline):
                 break
-            timeout = urllib3.Timeout(
-                connect=min(policy.connect_timeout, remaining), read=min(policy.read_timeout, remaining)
-            )
             try:
-                response = self._pool.request(
-                    "POST",
-                    self._api_url + method,
-                    fields=dict(fields),
-                    encode_multipart=False,
-                    headers=headers,
-                    timeout=timeout,
-                    retries=False,
-                    redirect=False,
-                )
-            except (ConnectTimeoutError, NewConnectionError) as exc:
-                last = errors.SlackTransportError(
-                    "connection_failed",
-                    f"could not connect to Slack ({type(exc).__name__})",
-                    method=method,
-                    request_sent=False,
-                )
-            except HTTPError as exc:
-                last = errors.SlackTransportError(
-                    "answer_lost",
-                    f"the request was sent but no answer came back ({type(exc).__name__})",
-                    method=method,
-                    request_sent=True,
-                )
-                if not retry_lost_answer:
-                    raise last from None
-            else:
-                try:
-                    return _interpret(method, response.status, response.headers, response.data)
-                except errors.SlackApiError as exc:
-                    if not exc.retryable:
-                        raise
-                    last = exc
+                return self._send(method, fields, headers, remaining)
+            except errors.SlackApiError as exc:
+                if not _may_repeat(exc, at_most_once=not retry_lost_answer):
+                    raise
+                last = exc
             wait = self._backoff(attempt, last)
             if self._monotonic() + wait >= deadline:
                 break
@@ -184,6 +154,41 @@ class SlackClient:
             )
         raise last
 
+    def _send(
+        self, method: str, fields: Mapping[str, str], headers: dict[str, str], remaining: float
+    ) -> dict[str, Any]:
+        """One HTTP attempt: the JSON body, or a typed error (transport failures included)."""
+        policy = self._policy
+        timeout = urllib3.Timeout(
+            connect=min(policy.connect_timeout, remaining), read=min(policy.read_timeout, remaining)
+        )
+        try:
+            response = self._pool.request(
+                "POST",
+                self._api_url + method,
+                fields=dict(fields),
+                encode_multipart=False,
+                headers=headers,
+                timeout=timeout,
+                retries=False,
+                redirect=False,
+            )
+        except (ConnectTimeoutError, NewConnectionError) as exc:
+            raise errors.SlackTransportError(
+                "connection_failed",
+                f"could not connect to Slack ({type(exc).__name__})",
+                method=method,
+                request_sent=False,
+            ) from None
+        except HTTPError as exc:
+            raise errors.SlackTransportError(
+                "answer_lost",
+                f"the request was sent but no answer came back ({type(exc).__name__})",
+                method=method,
+                request_sent=True,
+            ) from None
+        return _interpret(method, response.status, response.headers, response.data)
+
     def _backoff(self, attempt: int, error: errors.SlackApiError) -> float:
         if error.retry_after is not None:
             return error.retry_after
@@ -191,6 +196,17 @@ class SlackClient:
             return 0.0  # the grace period is short: ask again at once
         ceiling = min(self._policy.backoff_cap, self._policy.backoff_base * (2**attempt))
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+def _may_repeat(error: errors.SlackApiError, *, at_most_once: bool) -> bool:
+    """Whether a failed attempt may be made again. An at-most-once call (the exchange) is repeated only when the
+    failure proves Slack did not act: a rate limit, or a connection that never carried the request."""
+    if not error.retryable:
+        return False
+    if not at_most_once:
+        return True
+    sent = isinstance(error, errors.SlackTransportError) and error.request_sent
+    return error.code == "ratelimited" or (isinstance(error, errors.SlackTransportError) and not sent)
 
 
 def _interpret(method: str, status: int, headers: Mapping[str, str], data: bytes) -> dict[str, Any]:
@@ -331,7 +347,7 @@ def parse_oauth_access(body: Mapping[str, Any], *, now: int, method: str = ACCES
                 incoming_webhook=webhook if isinstance(webhook, dict) else None,
             )
         elif top_type == "user":  # oauth.v2.exchange of a user token answers with the user token on top
-            if user_id is None:
+            if user_id is None and method != EXCHANGE:  # the exchange knows whose token it sent: keep the pair
                 raise _malformed(method, "user id")
             user = pair(body, "user", user_id=user_id)
         else:
