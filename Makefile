@@ -25,6 +25,7 @@ $(BIN)/.installed: requirements-dev.txt layers/common/requirements.txt
 	@touch $@
 
 $(VENV_SAM)/.installed:
+	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required (python3.13 preferred)"; exit 1; }
 	$(PYTHON) -m venv $(VENV_SAM)
 	$(VENV_SAM)/bin/python -m pip install --quiet aws-sam-cli==1.170.0
 	@touch $@
@@ -68,7 +69,9 @@ typecheck: $(BIN)/.installed ## mypy --strict on the layer
 sam-validate: $(VENV_SAM)/.installed ## sam validate --lint (no AWS account needed)
 	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint
 
-build: $(VENV_SAM)/.installed ## sam build without Docker (needs python3.13 on PATH)
+build: $(VENV_SAM)/.installed ## sam build without Docker (needs python3.13, the functions' runtime)
+	@PATH="$(dir $(PYTHON)):$$PATH" command -v python3.13 >/dev/null || { \
+	  echo "sam build needs python3.13 on PATH (the functions' runtime); set PYTHON=/path/to/python3.13"; exit 1; }
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM) build
 
 bench: $(BIN)/.installed ## benchmarks: cold start vs the boto3 floor, AWS calls per callback
