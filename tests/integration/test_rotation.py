@@ -293,3 +293,94 @@ def test_a_reinstall_after_a_rotation_replaces_the_rotated_pair(due_app: App) ->
     assert reinstalled["access_token"] != rotated["access_token"]
     stages = due_app.client.describe_secret(SecretId=name)["VersionIdsToStages"]
     assert sum("AWSCURRENT" in s for s in stages.values()) == 1
+
+
+class _Crash(BaseException):
+    """The process dies here (BaseException: nothing in the code under test catches it)."""
+
+
+def test_a_pending_pair_left_from_an_older_version_is_never_promoted_over_a_reinstall(due_app: App) -> None:
+    from slack_tokens.rotation import Rotator
+    from slack_tokens.slack_client import SlackClient
+    from slack_tokens.store import ConfigSecrets, TokenStore
+
+    (name,) = due_app.install_teams(["T0001"])
+    client = entrypoints.secretsmanager_client()
+    store = TokenStore(client, "slack/tokens/")
+    secrets = ConfigSecrets(client, app_secret_id=__import__("os").environ["SLACK_APP_SECRET_ID"], state_secret_id=None)
+
+    def die_after_store(step: str, _: str) -> None:
+        if step == "after_store":
+            raise _Crash
+
+    due_app.slack.token_lifetime = LONG  # the stored-but-unpromoted pair P lives 12 hours...
+    dying = Rotator(
+        store,
+        SlackClient(due_app.slack.api_url),
+        secrets.app_credentials,
+        margin_seconds=7200,
+        crash_hook=die_after_store,
+    )
+    with pytest.raises(_Crash):
+        dying.rotate_one(name, 600)
+    stale = client.describe_secret(SecretId=name)["VersionIdsToStages"]
+    (pending,) = [v for v, stages in stale.items() if "AWSPENDING" in stages and "AWSCURRENT" not in stages]
+    due_app.slack.token_lifetime = SHORT  # ...the reinstall R that lands before P's promotion only one hour
+    due_app.install_teams(["T0001"])
+    reinstalled = due_app.current_version(name)
+
+    summary = due_app.rotate()
+
+    assert summary["recovered"] == 0 and summary["rotated"] == 1
+    current = due_app.stored(name)
+    assert due_app.current_version(name) != pending
+    assert current["rotated_from"] == reinstalled  # a fresh rotation of the reinstall, not the stale P
+    assert_usable(due_app, name)
+
+
+def test_invalid_refresh_token_finds_and_promotes_a_pair_stored_meanwhile(due_app: App) -> None:
+    from slack_tokens.models import TokenPair
+    from slack_tokens.rotation import refreshed
+    from slack_tokens.slack_client import SlackClient
+    from slack_tokens.store import TokenStore
+    from tests.conftest import CLIENT_ID, CLIENT_SECRET
+
+    (name,) = due_app.install_teams(["T0001"])
+    client = entrypoints.secretsmanager_client()
+    stored_meanwhile: list[str] = []
+
+    def an_earlier_run_stored_a_pair(parsed: dict[str, Any], **_: Any) -> None:
+        if stored_meanwhile or parsed.get("Name") != name:
+            return
+        seen = TokenPair.from_secret_string(parsed["SecretString"])
+        answer = SlackClient(due_app.slack.api_url).refresh(
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            refresh_token=seen.refresh_token or "",
+            deadline=__import__("time").monotonic() + 5,
+        )
+        pair = refreshed(
+            seen,
+            new_access=answer.access_token,
+            new_refresh=answer.refresh_token,
+            expires_at=answer.expires_at,
+            scope=answer.scope,
+            rotated_from=parsed["VersionId"],
+            now=0,
+        )
+        stored_meanwhile.append(
+            TokenStore(client, "slack/tokens/").stage_pending(name, pair, deadline=__import__("time").monotonic() + 5)
+        )
+        due_app.slack.fail_next("oauth.v2.access", error="invalid_refresh_token")
+
+    client.meta.events.register("after-call.secrets-manager.GetSecretValue", an_earlier_run_stored_a_pair)
+    try:
+        summary = due_app.rotate({"secret_id": name})
+    finally:
+        client.meta.events.unregister("after-call.secrets-manager.GetSecretValue", an_earlier_run_stored_a_pair)
+
+    assert summary["recovered"] == 1 and summary["needs_reinstall"] == 0
+    assert due_app.current_version(name) == stored_meanwhile[0]
+    tags = {t["Key"]: t["Value"] for t in due_app.client.describe_secret(SecretId=name)["Tags"]}
+    assert tags["slack:status"] == "active"
+    assert_usable(due_app, name)
