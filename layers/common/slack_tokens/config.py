@@ -29,7 +29,7 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AppCredentials:
     """The Slack app's OAuth client credentials (from the app credentials secret)."""
 
@@ -56,7 +56,7 @@ class AppCredentials:
         return cls(client_id.strip(), client_secret.strip())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Settings:
     app_secret_id: str
     state_secret_id: str | None

@@ -32,7 +32,7 @@ FIELDS = ("team_id", "enterprise_id", "token_type", "token", "user_id")
 _PREFIXES = {"bot": "xoxb-", "user": "xoxp-"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class BadRow:
     line: int
     problem: str

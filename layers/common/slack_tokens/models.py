@@ -38,7 +38,7 @@ def valid_slack_id(value: object) -> bool:
 # --------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PairKey:
     """Which installation a token pair belongs to; decides the secret's name.
 
@@ -155,7 +155,7 @@ def parse_version_id(version_id: str) -> VersionInfo | None:
 # --------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class TokenPair:
     """One secret's value (SPEC 4.2). ``refresh_token``/``expires_at`` are ``None`` for legacy tokens."""
 
@@ -319,7 +319,7 @@ class OAuthAccess(NamedTuple):
         return [pair for pair in (self.bot, self.user) if pair is not None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RefreshedToken:
     """A parsed ``grant_type=refresh_token`` answer: one new access token and its new refresh token."""
 
