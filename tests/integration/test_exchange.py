@@ -365,3 +365,25 @@ def test_no_token_reaches_the_logs(mig: Migration, logs: LogCapture, capsys: pyt
     text = "\n".join(logs.lines) + captured.out + captured.err
     assert logs.lines and any(r["message"] == "exchange run finished" for r in logs.records())
     assert not [s for s in secrets if s in text]
+
+
+def test_a_legacy_token_refused_after_a_reinstall_landed_leaves_the_reinstall_alone(mig: Migration) -> None:
+    mig.seed(("bot", "T0001", None))
+    client = entrypoints.secretsmanager_client()
+    fired: list[bool] = []
+
+    def reinstall_after_read(parsed: dict[str, Any], **_: Any) -> None:
+        if not fired and parsed.get("Name") == BOT:
+            fired.append(True)
+            mig.app.install_teams(["T0001"])  # the customer reinstalls while the exchange talks to Slack...
+            mig.slack.fail_next("oauth.v2.exchange", error="invalid_token")  # ...which revoked the legacy token
+
+    client.meta.events.register("after-call.secrets-manager.GetSecretValue", reinstall_after_read)
+    try:
+        summary = mig.exchange()
+    finally:
+        client.meta.events.unregister("after-call.secrets-manager.GetSecretValue", reinstall_after_read)
+
+    assert fired and summary["needs_reinstall"] == 0 and summary["superseded"] == 1
+    stored = mig.app.stored(BOT)
+    assert stored["status"] == "active" and mig.slack.is_refresh_token_valid(stored["refresh_token"])

@@ -20,7 +20,6 @@ no lease, no Slack call, no write.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -34,17 +33,16 @@ from slack_tokens.handover import (
     FAILED,
     RECOVERED,
     SKIPPED_REINSTALL,
-    SUPERSEDED,
     Handover,
-    LeaseScope,
     Outcome,
     Summary,
+    store_failure,
 )
 from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, OAuthAccess, PairKey, TokenPair, parse_version_id
 from slack_tokens.observability import logger
 from slack_tokens.rotation import LEGACY_FIELD, SAFETY, SLACK_BUDGET, WRITE_BUDGET
 from slack_tokens.slack_client import SlackClient
-from slack_tokens.store import AWSCURRENT, AWSPENDING, SecretMeta, StoredPair, TokenStore
+from slack_tokens.store import AWSCURRENT, SecretMeta, StoredPair, TokenStore
 
 EXCHANGED = "exchanged"
 WOULD_EXCHANGE = "would_exchange"
@@ -159,7 +157,6 @@ class Exchanger:
         slack: SlackClient,
         credentials: Callable[[], AppCredentials],
         *,
-        lease_name: str | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -167,7 +164,6 @@ class Exchanger:
         self._handover = Handover(store, clock=clock)
         self._slack = slack
         self._credentials = credentials
-        self._lease_name = lease_name or f"{store.prefix}_lease/rotation"  # the rotator's: never both at once
         self._clock = clock
         self._monotonic = monotonic
 
@@ -176,9 +172,8 @@ class Exchanger:
         end = self._monotonic() + remaining_seconds - SAFETY
         if dry_run:
             return self._dry_run(secret_ids)
-        lease = self._store.lease(self._lease_name, owner=os.urandom(16).hex())
         result = ExchangeSummary()
-        with LeaseScope(lease, self._clock, ttl=remaining_seconds + 60) as summary:
+        with self._handover.leased(remaining_seconds) as summary:
             result.run = summary
             if summary.lease == "busy":
                 return result
@@ -210,7 +205,7 @@ class Exchanger:
             try:
                 current = self._read_pair(name)
             except errors.StoreError as exc:
-                result.run.outcomes.append(Outcome(name, FAILED, _store_reason(exc)))
+                result.run.outcomes.append(Outcome(name, FAILED, store_failure(exc)))
                 continue
             if isinstance(current, Outcome):
                 result.run.outcomes.append(current)
@@ -260,7 +255,7 @@ class Exchanger:
             return Outcome(name, FAILED, f"slack_{exc.category}")
         except errors.StoreError as exc:
             logger.error("exchange failed at Secrets Manager", extra={"secret_name": name, "error": str(exc)})
-            return Outcome(name, FAILED, _store_reason(exc))
+            return Outcome(name, FAILED, store_failure(exc))
         except (errors.SlackTokensError, ValueError):
             logger.exception("exchange failed", extra={"secret_name": name})
             return Outcome(name, FAILED, "unexpected")
@@ -288,9 +283,15 @@ class Exchanger:
                 deadline=min(end - WRITE_BUDGET, self._monotonic() + SLACK_BUDGET),
             )
         except errors.TokenAlreadyExchangedError:
-            return self._already_exchanged(current, end)
+            # A stored-but-unpromoted exchange made from this version wins; without one the new pair is lost.
+            reason = (
+                "the legacy token was already exchanged (token_already_exchanged) and no stored pair came from it; "
+                "the legacy token keeps working until then, but the customer must reinstall the app"
+            )
+            return self._handover.credential_rejected(current, "token_already_exchanged", reason, end)
         except errors.SlackGrantError as exc:  # invalid_token, authorization_not_found
-            return self._handover.mark_reinstall(current, exc.code, f"Slack refused the legacy token ({exc.code})", end)
+            reason = f"Slack refused the legacy token ({exc.code})"
+            return self._handover.credential_rejected(current, exc.code, reason, end)
         new_pair = exchanged(current.pair, answer, legacy_version=current.version_id, now=int(self._clock()))
 
         # Store first, then promote.
@@ -298,26 +299,6 @@ class Exchanger:
         if isinstance(pending_version, Outcome):
             return pending_version
         return self._handover.promote(name, pending_version, current.version_id, end, EXCHANGED)
-
-    def _already_exchanged(self, current: StoredPair, end: float) -> Outcome:
-        """A stored-but-unpromoted exchange made from this version wins; without one the new pair is lost."""
-        meta = self._store.describe(current.name)
-        if meta is not None and meta.version_with(AWSCURRENT) != current.version_id:
-            return Outcome(current.name, SUPERSEDED)  # a reinstall (or another writer) replaced it: theirs stands
-        pending = meta.version_with(AWSPENDING) if meta else None
-        if pending is not None and pending != current.version_id:
-            recovered = self._handover.recover(current, pending, end)
-            if recovered is not None:
-                return recovered
-        reason = (
-            "the legacy token was already exchanged (token_already_exchanged) and no stored pair came from it; "
-            "the legacy token keeps working until then, but the customer must reinstall the app"
-        )
-        return self._handover.mark_reinstall(current, "token_already_exchanged", reason, end)
-
-
-def _store_reason(exc: errors.StoreError) -> str:
-    return "store_retryable" if exc.retryable else "store_error"
 
 
 __all__ = ["ExchangeSummary", "Exchanger", "exchanged", "plan"]

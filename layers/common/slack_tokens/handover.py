@@ -15,6 +15,7 @@ lease scope.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from typing import Any, NamedTuple
 from slack_tokens import errors
 from slack_tokens.models import NEEDS_REINSTALL, TokenPair
 from slack_tokens.observability import logger
-from slack_tokens.store import AWSCURRENT, Lease, StoredPair, TokenStore
+from slack_tokens.store import AWSCURRENT, AWSPENDING, Lease, StoredPair, TokenStore
 
 # --------------------------------------------------------------------------------------------------------------
 # Outcomes and the run summary
@@ -33,13 +34,21 @@ from slack_tokens.store import AWSCURRENT, Lease, StoredPair, TokenStore
 ROTATED = "rotated"
 RECOVERED = "recovered"
 SUPERSEDED = "superseded"  # a reinstall (or another writer) replaced the pair while we worked: theirs wins
-LOST_RACE = "lost_race"  # invalid_refresh_token because someone else had already rotated it
+LOST_RACE = "lost_race"  # the credential was refused because someone else had already replaced the pair
 NOT_DUE = "not_due"
 SKIPPED_LEGACY = "legacy"
 SKIPPED_REINSTALL = "awaiting_reinstall"
 DEFERRED = "deferred"  # not enough time left in this invocation: next run
 MARKED_REINSTALL = "needs_reinstall"
 FAILED = "failed"
+
+
+RUN_LEASE = "_lease/rotation"  # under the token prefix; rotation and exchange share it: never both at once
+
+
+def store_failure(error: errors.StoreError) -> str:
+    """The failure reason reported for a Secrets Manager error."""
+    return "store_retryable" if error.retryable else "store_error"
 
 
 class Outcome(NamedTuple):
@@ -118,7 +127,27 @@ class Handover:
         logger.warning("found a stored but unpromoted pair; promoting it", extra={"secret_name": current.name})
         return self.promote(current.name, pending_version, current.version_id, end, RECOVERED)
 
-    def mark_reinstall(self, current: StoredPair, code: str, reason: str, end: float) -> Outcome:
+    def leased(self, remaining_seconds: float) -> LeaseScope:
+        """The run lease for an invocation with ``remaining_seconds`` left (it outlives the run by a minute)."""
+        lease = self._store.lease(self._store.prefix + RUN_LEASE, owner=os.urandom(16).hex())
+        return LeaseScope(lease, self._clock, ttl=remaining_seconds + 60)
+
+    def credential_rejected(self, seen: StoredPair, code: str, reason: str, end: float) -> Outcome:
+        """Slack refused the credential of ``seen`` for good. Re-read first: if the pair changed meanwhile, someone
+        else won (a reinstall, another run); if a pair made from ``seen`` is stored but unpromoted, promote it;
+        only when nothing newer exists is the pair marked ``needs_reinstall``."""
+        meta = self._store.describe(seen.name)
+        current = meta.version_with(AWSCURRENT) if meta else None
+        if current is not None and current != seen.version_id:
+            return Outcome(seen.name, LOST_RACE)
+        pending = meta.version_with(AWSPENDING) if meta else None
+        if pending is not None and pending != current:
+            recovered = self.recover(seen, pending, end)
+            if recovered is not None:
+                return recovered
+        return self._mark_reinstall(seen, code, reason, end)
+
+    def _mark_reinstall(self, current: StoredPair, code: str, reason: str, end: float) -> Outcome:
         """The credential is gone for good: keep the secret, mark value and tag, tell the operators.
 
         The mark is written like any other pair (staged, then compare-and-swap from ``current``): a reinstall that

@@ -10,7 +10,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, NamedTuple
 
 from slack_tokens.errors import CorruptSecretError
@@ -234,27 +234,6 @@ class TokenPair:
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> TokenPair:
-        known = {
-            "schema_version",
-            "token_type",
-            "access_token",
-            "refresh_token",
-            "expires_at",
-            "scope",
-            "app_id",
-            "team_id",
-            "team_name",
-            "enterprise_id",
-            "enterprise_name",
-            "is_enterprise_install",
-            "bot_user_id",
-            "user_id",
-            "incoming_webhook",
-            "status",
-            "status_reason",
-            "updated_at",
-            "rotated_from",
-        }
         token_type = body.get("token_type")
         access_token = body.get("access_token")
         refresh_token = body.get("refresh_token")
@@ -290,11 +269,15 @@ class TokenPair:
             status_reason=_opt_str(body.get("status_reason")),
             updated_at=body.get("updated_at") if isinstance(body.get("updated_at"), int) else None,
             rotated_from=_opt_str(body.get("rotated_from")),
-            extra={k: v for k, v in body.items() if k not in known},
+            extra={k: v for k, v in body.items() if k not in _KNOWN_KEYS},
         )
 
     def with_status(self, status: str, reason: str | None, now: int) -> TokenPair:
         return replace(self, status=status, status_reason=reason, updated_at=now)
+
+
+# The JSON keys this version writes: the field names (``extra`` holds the rest) and the schema version.
+_KNOWN_KEYS = frozenset(f.name for f in fields(TokenPair) if f.name != "extra") | {"schema_version"}
 
 
 def _opt_str(value: object) -> str | None:

@@ -29,7 +29,6 @@ UpdateSecretVersionStage); deciding which pairs are due costs one paginated List
 
 from __future__ import annotations
 
-import os
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -42,20 +41,19 @@ from slack_tokens.config import AppCredentials
 from slack_tokens.handover import (
     DEFERRED,
     FAILED,
-    LOST_RACE,
     NOT_DUE,
     ROTATED,
     SKIPPED_LEGACY,
     SKIPPED_REINSTALL,
     Handover,
-    LeaseScope,
     Outcome,
     Summary,
+    store_failure,
 )
 from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, PairKey, TokenPair, VersionInfo, parse_version_id
 from slack_tokens.observability import logger
 from slack_tokens.slack_client import SlackClient
-from slack_tokens.store import AWSCURRENT, AWSPENDING, CALL_WORST_SECONDS, SecretMeta, StoredPair, TokenStore
+from slack_tokens.store import AWSCURRENT, AWSPENDING, CALL_WORST_SECONDS, SecretMeta, TokenStore
 
 SLACK_BUDGET = 20.0  # seconds one refresh may take, retries included
 WRITE_BUDGET = 2 * CALL_WORST_SECONDS  # the store-first write and the promotion, each at its worst
@@ -156,7 +154,6 @@ class Rotator:
         *,
         margin_seconds: int,
         workers: int = 8,
-        lease_name: str | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         crash_hook: Callable[[str, str], None] | None = None,
@@ -167,7 +164,6 @@ class Rotator:
         self._credentials = credentials
         self._margin = margin_seconds
         self._workers = workers
-        self._lease_name = lease_name or f"{store.prefix}_lease/rotation"
         self._clock = clock
         self._monotonic = monotonic
         # Test seam: called at each named step of the protocol (after_refresh, after_store, after_promote).
@@ -182,7 +178,7 @@ class Rotator:
         candidates = plan(self._store.list_pairs(), self._store.prefix, now, self._margin)
         if not candidates:  # nothing to do: no lease taken, nothing written
             return Summary(lease="not_needed")
-        with self._leased(remaining_seconds) as summary:
+        with self._handover.leased(remaining_seconds) as summary:
             if summary.lease == "busy":
                 return summary
             summary.due = len(candidates)
@@ -195,7 +191,7 @@ class Rotator:
     def rotate_one(self, secret_id: str, remaining_seconds: float) -> Summary:
         """Rotate one pair now, due or not (``{"secret_id": ...}``)."""
         end = self._monotonic() + remaining_seconds - SAFETY
-        with self._leased(remaining_seconds) as summary:
+        with self._handover.leased(remaining_seconds) as summary:
             if summary.lease == "busy":
                 return summary
             meta = self._store.describe(secret_id)
@@ -218,7 +214,7 @@ class Rotator:
         try:
             outcome = self._rotate(candidate, end, force=force)
         except errors.StoreError as exc:
-            outcome = Outcome(candidate.name, FAILED, "store_retryable" if exc.retryable else "store_error")
+            outcome = Outcome(candidate.name, FAILED, store_failure(exc))
             logger.error("rotation failed at Secrets Manager", extra={"secret_name": candidate.name, "error": str(exc)})
         except errors.SlackApiError as exc:
             outcome = Outcome(candidate.name, FAILED, f"slack_{exc.category}")
@@ -272,7 +268,8 @@ class Rotator:
                 deadline=min(end - WRITE_BUDGET, self._monotonic() + SLACK_BUDGET),
             )
         except errors.InvalidRefreshTokenError:
-            return self._invalid_refresh_token(name, current, end)
+            reason = "Slack rejected the refresh token (invalid_refresh_token): the customer must reinstall the app"
+            return self._handover.credential_rejected(current, "invalid_refresh_token", reason, end)
         new_pair = refreshed(
             pair,
             new_access=answer.access_token,
@@ -294,26 +291,6 @@ class Rotator:
         outcome = self._handover.promote(name, pending_version, current.version_id, end, ROTATED)
         self._crash_hook("after_promote", name)
         return outcome
-
-    def _invalid_refresh_token(self, name: str, seen: StoredPair, end: float) -> Outcome:
-        """Re-read first: only when nothing newer exists is the pair really lost."""
-        meta = self._store.describe(name)
-        current = meta.version_with(AWSCURRENT) if meta else None
-        if current is not None and current != seen.version_id:
-            return Outcome(name, LOST_RACE)
-        pending = meta.version_with(AWSPENDING) if meta else None
-        if pending is not None and pending != current:
-            recovered = self._handover.recover(seen, pending, end)
-            if recovered is not None:
-                return recovered
-        reason = "Slack rejected the refresh token (invalid_refresh_token): the customer must reinstall the app"
-        return self._handover.mark_reinstall(seen, "invalid_refresh_token", reason, end)
-
-    # -- lease -------------------------------------------------------------------------------------------------
-
-    def _leased(self, remaining_seconds: float) -> LeaseScope:
-        lease = self._store.lease(self._lease_name, owner=os.urandom(16).hex())
-        return LeaseScope(lease, self._clock, ttl=remaining_seconds + 60)
 
 
 __all__ = ["LEGACY_FIELD", "Candidate", "Rotator", "is_due", "plan", "refreshed", "spread"]

@@ -80,6 +80,15 @@ def _translate(exc: Exception, action: str, name: str) -> StoreError:
     return StoreError(f"{action} on {name} failed: {type(exc).__name__}", code=type(exc).__name__, retryable=True)
 
 
+def _tags(pair: TokenPair) -> dict[str, str]:
+    """Identity and status tags of a pair's secret."""
+    return {**pair.key.tags(), STATUS_TAG: pair.status}
+
+
+def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": key, "Value": value} for key, value in tags.items()]
+
+
 @dataclass(slots=True, eq=False)
 class SecretMeta:
     """What ``DescribeSecret``/``ListSecrets`` tell about a secret, without its value."""
@@ -180,7 +189,7 @@ class TokenStore:
         name = self.name_for(pair.key)
         version_id = new_version_id(pair.status, pair.expires_at)
         secret_string = pair.to_secret_string()
-        tags = {**pair.key.tags(), STATUS_TAG: pair.status}
+        tags = _tags(pair)
 
         def write() -> None:
             meta = self.describe(name)
@@ -204,7 +213,7 @@ class TokenStore:
                     name,
                     self._client.tag_resource,
                     SecretId=name,
-                    Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                    Tags=_tag_list(tags),
                 )
 
         self._retrying(write, deadline)
@@ -214,8 +223,7 @@ class TokenStore:
         """Create the pair's secret; ``None`` (and nothing written) when it exists already, whatever it holds."""
         name = self.name_for(pair.key)
         version_id = new_version_id(pair.status, pair.expires_at)
-        tags = {**pair.key.tags(), STATUS_TAG: pair.status}
-        created = self._retrying(lambda: self._create(name, pair.to_secret_string(), version_id, tags), deadline)
+        created = self._retrying(lambda: self._create(name, pair.to_secret_string(), version_id, _tags(pair)), deadline)
         return StoredPair(name=name, version_id=version_id, pair=pair) if created else None
 
     def _create(self, name: str, secret_string: str, version_id: str, tags: dict[str, str]) -> bool:
@@ -226,7 +234,7 @@ class TokenStore:
                 SecretString=secret_string,
                 ClientRequestToken=version_id,
                 Description="Slack token pair managed by slack-token-lifecycle. Do not edit by hand.",
-                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                Tags=_tag_list(tags),
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
@@ -238,8 +246,18 @@ class TokenStore:
         return True
 
     def stage_pending(self, name: str, pair: TokenPair, *, deadline: float) -> str:
-        """Store-first: write ``pair`` as a new version labelled ``AWSPENDING`` only. Returns its version id."""
-        return self._put_version(name, pair, deadline, stages=[AWSPENDING])
+        """Store-first: write ``pair`` as a new version labelled ``AWSPENDING`` only. Returns its version id.
+
+        The version id is made once, so every retry of the write is idempotent."""
+        version_id = new_version_id(pair.status, pair.expires_at)
+        request = {
+            "SecretId": name,
+            "SecretString": pair.to_secret_string(),
+            "ClientRequestToken": version_id,
+            "VersionStages": [AWSPENDING],
+        }
+        self._retrying(lambda: self._call("PutSecretValue", name, self._client.put_secret_value, **request), deadline)
+        return version_id
 
     def promote(self, name: str, version_id: str, *, expected_current: str, deadline: float) -> None:
         """Compare-and-swap ``AWSCURRENT`` from ``expected_current`` to ``version_id``.
@@ -266,19 +284,6 @@ class TokenStore:
 
         self._retrying(move, deadline)
 
-    def _put_version(self, name: str, pair: TokenPair, deadline: float, *, stages: list[str] | None) -> str:
-        """PutSecretValue with a version id made once, so every retry of the write is idempotent."""
-        version_id = new_version_id(pair.status, pair.expires_at)
-        request: dict[str, Any] = {
-            "SecretId": name,
-            "SecretString": pair.to_secret_string(),
-            "ClientRequestToken": version_id,
-        }
-        if stages is not None:
-            request["VersionStages"] = stages
-        self._retrying(lambda: self._call("PutSecretValue", name, self._client.put_secret_value, **request), deadline)
-        return version_id
-
     def set_status_tag(self, name: str, status: str, *, deadline: float) -> None:
         self._retrying(
             lambda: self._call(
@@ -286,7 +291,7 @@ class TokenStore:
                 name,
                 self._client.tag_resource,
                 SecretId=name,
-                Tags=[{"Key": STATUS_TAG, "Value": status}],
+                Tags=_tag_list({STATUS_TAG: status}),
             ),
             deadline,
         )
