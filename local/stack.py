@@ -40,7 +40,7 @@ from local.scheduler import Scheduler
 from local.template import STACK_NAME, TEMPLATE_PATH, Function, Schedule, Template, TemplateError
 from slack_tokens import entrypoints
 from slack_tokens.store import TokenStore
-from tests.support.aws import MotoServer, endpoint_env, secretsmanager_client
+from tests.support.aws import MotoServer, create_table, endpoint_env, secretsmanager_client
 from tests.support.fake_slack import FakeSlack
 
 SANDBOX_CLIENT_ID = "1111111111.2222222222"
@@ -216,6 +216,7 @@ class LocalStack:
                 template.bind(logical_id, physical_id)
         else:
             self._create_secrets(template)
+            self._create_tables(template)
 
         self.host = FunctionHost(
             template.functions(),
@@ -276,6 +277,15 @@ class LocalStack:
                 SecretString=value,
             )
             template.bind(logical_id, created["ARN"])  # Ref of a secret is its ARN
+
+    def _create_tables(self, template: Template) -> None:
+        """Each ``AWS::DynamoDB::Table`` of the template (the run guard), created in moto as CloudFormation would."""
+        assert self.moto is not None  # noqa: S101 - only called when this stack started moto
+        dynamodb = self.moto.dynamodb()
+        for logical_id, resource in template.resources_of_type("AWS::DynamoDB::Table").items():
+            properties = template.resolve(resource.get("Properties") or {})
+            name = f"{STACK_NAME}-{logical_id}-{secrets.token_hex(4).upper()}"
+            template.bind(logical_id, create_table(dynamodb, name, properties))  # Ref of a table is its name
 
     def _schedule_jobs(self) -> list[tuple[Schedule, float]]:
         every = self.options.rotate_every

@@ -12,10 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from local.template import Template
 from slack_tokens import entrypoints
 from slack_tokens.models import PairKey
 from slack_tokens.observability import logger as service_logger
-from tests.support.aws import MotoServer
+from tests.support.aws import MotoServer, create_table, dynamodb_client
 from tests.support.fake_slack import FakeSlack
 from tests.support.lambda_runtime import http_event, invoke, load_handler
 
@@ -23,6 +24,7 @@ CLIENT_ID = "1111111111.2222222222"
 CLIENT_SECRET = "fake-client-secret-0123456789abcdef"
 STATE_KEY = "state-key-" + "k" * 54
 PREFIX = "slack/tokens/"
+GUARD_TABLE = "slack-token-lifecycle-RunGuardTable-TEST"
 
 
 @pytest.fixture(scope="session")
@@ -170,6 +172,8 @@ def configure(monkeypatch: pytest.MonkeyPatch, aws: Any, slack: FakeSlack, **ove
         Name="slack-app/credentials", SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
     )
     state_secret = aws.create_secret(Name="slack-app/state-key", SecretString=STATE_KEY)
+    guard_table = Template.load().resources["RunGuardTable"]["Properties"]  # the table exactly as deployed
+    create_table(dynamodb_client(aws.meta.endpoint_url), GUARD_TABLE, guard_table)
     env = {
         "SLACK_APP_SECRET_ID": app_secret["ARN"],
         "SLACK_STATE_SECRET_ID": state_secret["ARN"],
@@ -184,6 +188,7 @@ def configure(monkeypatch: pytest.MonkeyPatch, aws: Any, slack: FakeSlack, **ove
         "INSTALL_SUCCESS_URL": "",
         "INSTALL_FAILURE_URL": "",
         "POWERTOOLS_METRICS_NAMESPACE": "SlackTokenLifecycleTest",
+        "GUARD_TABLE_NAME": GUARD_TABLE,
         **overrides,
     }
     for key, value in env.items():

@@ -16,4 +16,4 @@ from slack_tokens.observability import logger, metrics, tracer
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return entrypoints.exchange(event, context.get_remaining_time_in_millis())
+    return entrypoints.exchange(event, context)

@@ -116,7 +116,7 @@ def test_exchange_turns_legacy_bot_and_user_tokens_into_rotating_pairs(mig: Migr
     summary = mig.exchange()
 
     assert summary["due"] == 2 and summary["exchanged"] == 2 and summary["failed"] == 0, summary
-    assert summary["dry_run"] is False and summary["lease"] == "acquired"
+    assert summary["dry_run"] is False and summary["guard"] == "acquired"
     bot = assert_migrated(mig, BOT, versions[BOT])
     user = assert_migrated(mig, USER, versions[USER])
     assert bot["token_type"] == "bot" and bot["access_token"].startswith("xoxe.xoxb-")
@@ -137,9 +137,7 @@ def test_a_rerun_over_migrated_pairs_exchanges_nothing(mig: Migration) -> None:
 
     assert summary["due"] == 0 and summary["exchanged"] == 0 and summary["failed"] == 0
     assert mig.exchange_calls() == 0
-    assert {k: v for k, v in mig.snapshot().items() if "_lease" not in k} == {
-        k: v for k, v in before.items() if "_lease" not in k
-    }
+    assert mig.snapshot() == before
 
 
 def test_importing_the_same_file_again_never_overwrites_a_migrated_pair(mig: Migration) -> None:
@@ -166,7 +164,8 @@ def test_dry_run_reports_and_changes_nothing(mig: Migration) -> None:
     assert summary["dry_run"] is True
     assert summary["would_exchange"] == sorted([BOT, USER, OTHER_BOT])
     assert summary["due"] == 3 and summary["exchanged"] == 0 and summary["failed"] == 0
-    assert mig.snapshot() == before  # every secret, the lease included: not even a lease was taken
+    assert mig.snapshot() == before  # every secret
+    assert summary["guard"] == "not_needed"  # not even the run guard was taken
     assert mig.slack.requests == []
 
 
@@ -197,7 +196,9 @@ def test_secret_ids_that_are_not_legacy_pairs_are_reported(mig: Migration) -> No
 def test_bad_events_are_refused(mig: Migration, event: dict[str, Any]) -> None:
     summary = mig.exchange(event)
 
-    assert "error" in summary and summary["exchanged"] == 0
+    assert isinstance(summary["error"], str) and summary["exchanged"] == 0 and summary["dry_run"] is False
+    assert summary["failures"] == {"bad_event": 1} and summary["guard"] == "not_needed"
+    assert set(summary) >= {"due", "rotated", "failed", "skipped", "needs_reinstall", "deferred", "guard"}
 
 
 # -- after the exchange, the rotator takes over -----------------------------------------------------------------

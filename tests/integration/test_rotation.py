@@ -8,7 +8,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from slack_tokens import entrypoints
-from tests.conftest import App
+from slack_tokens.guard import GuardState, RunGuard
+from tests.conftest import GUARD_TABLE, App
+from tests.support.aws import dynamodb_client
+from tests.support.observed import metric_values
 
 SHORT = 3600  # tokens minted with this lifetime are due at once (margin: 2 hours)
 LONG = 43200
@@ -87,8 +90,28 @@ def test_secret_id_that_is_not_a_pair_is_a_clear_failure(app: App, secret_id: st
     assert summary["failed"] == 1 and summary["failures"] == {"not_a_token_pair": 1}
 
 
-def test_bad_secret_id_is_refused(app: App) -> None:
-    assert "error" in app.rotate({"secret_id": 42})
+SUMMARY_KEYS = {  # the documented shape of every RotateFunction reply, a refused event's included
+    "due", "rotated", "recovered", "failed", "skipped", "needs_reinstall", "deferred", "superseded", "failures",
+    "lag_seconds", "guard", "guard_took_over", "blocked_by", "blocked_seconds", "error",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("event", [{"secret_id": 42}, {"secret_id": ""}, {"secret_id": "x" * 3000}])
+def test_bad_secret_id_is_refused_with_the_same_summary_shape(app: App, event: dict[str, Any]) -> None:
+    summary = app.rotate(event)
+
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["error"] == "secret_id must be a secret name or ARN"
+    assert summary["failed"] == 1 and summary["failures"] == {"bad_event": 1} and summary["rotated"] == 0
+    assert summary["guard"] == "not_needed"
+
+
+def test_a_sweep_reply_has_the_same_summary_shape(due_app: App) -> None:
+    due_app.install_teams(["T0001"])
+
+    summary = due_app.rotate()
+
+    assert set(summary) == SUMMARY_KEYS and summary["error"] is None and summary["rotated"] == 1
 
 
 def test_legacy_and_reinstall_pairs_are_not_refreshed(due_app: App) -> None:
@@ -159,6 +182,138 @@ def test_config_errors_are_reported_not_looped(due_app: App) -> None:
     assert_usable(due_app, name)
 
 
+def test_a_retry_after_longer_than_a_whole_attempt_is_waited_for_when_the_run_has_time(due_app: App) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    old = due_app.stored(name)["refresh_token"]
+    due_app.slack.fail_next("oauth.v2.access", status=429, retry_after=30)
+    rotator, waits = virtual_time_rotator()
+
+    summary = rotator.sweep(600).to_json()
+
+    assert summary["rotated"] == 1 and summary["deferred"] == 0, summary
+    assert 30 in waits  # it waited out Slack's Retry-After (in virtual time), then refreshed
+    assert due_app.slack.refresh_count(old) == 1
+    assert_usable(due_app, name)
+
+
+def test_a_retry_after_the_run_cannot_afford_defers_the_pair_unchanged(due_app: App) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    before = due_app.stored(name)
+    due_app.slack.fail_next("oauth.v2.access", status=429, retry_after=120)
+    rotator, _ = virtual_time_rotator()
+
+    summary = rotator.sweep(90).to_json()
+
+    assert summary["deferred"] == 1 and summary["failed"] == 0, summary
+    assert summary["failures"] == {} and due_app.stored(name) == before
+    assert due_app.slack.is_refresh_token_valid(before["refresh_token"])  # Slack did not act: the next run can
+
+
+@pytest.mark.parametrize("answers", [1, 2])
+def test_a_refresh_answer_of_the_other_token_type_is_never_stored_over_the_pair(
+    due_app: App, monkeypatch: pytest.MonkeyPatch, answers: int
+) -> None:
+    monkeypatch.setenv("SLACK_USER_SCOPES", "search:read")
+    entrypoints.reset()
+    due_app.install_teams(["T0001"])
+    user = "slack/tokens/team/T0001/user/U0001"
+    before, version = due_app.stored(user), due_app.current_version(user)
+
+    def bot_on_top(body: dict[str, Any]) -> dict[str, Any]:  # python-slack-sdk's mock answers a refresh like this
+        return {**body, "token_type": "bot", "access_token": "xoxe.xoxb-1-not-for-a-user", "authed_user": body}
+
+    due_app.slack.fail_next("oauth.v2.access", rewrite=bot_on_top, times=answers)
+    summary = due_app.rotate({"secret_id": user})
+
+    if answers == 2:  # asked twice, answered wrongly twice: the pair is left exactly as it was
+        assert summary["failed"] == 1 and summary["failures"] == {"invalid_refresh_answer": 1}, summary
+        assert due_app.current_version(user) == version and due_app.stored(user) == before
+    else:  # the second answer, inside the grace period, was right
+        assert summary["rotated"] == 1, summary
+        assert assert_usable(due_app, user)["token_type"] == "user"
+    assert not due_app.stored(user)["access_token"].startswith("xoxe.xoxb-")
+
+
+@pytest.mark.parametrize(
+    ("claim", "reason"),
+    [
+        ({"expires_at": {"N": "4102444800"}, "acquired_at": {"N": "1"}}, "taken_over_implausible"),
+        ({"expires_at": {"NULL": True}, "acquired_at": {"N": "1"}}, "taken_over_malformed"),
+    ],
+    ids=["far-future expiry", "expires_at null"],
+)
+def test_a_stuck_guard_value_is_taken_over_loudly_and_rotation_proceeds(
+    due_app: App, capsys: pytest.CaptureFixture[str], claim: dict[str, Any], reason: str
+) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    dynamodb_client(due_app.client.meta.endpoint_url).put_item(
+        TableName=GUARD_TABLE,
+        Item={"name": {"S": "rotation"}, "owner": {"S": "someone"}, "rev": {"S": "r"}, **claim},
+    )
+    capsys.readouterr()
+
+    summary = due_app.rotate()
+
+    assert summary["rotated"] == 1 and summary["guard"] == "taken_over", summary
+    assert metric_values(capsys.readouterr().out, "RunGuardProblem", reason=reason) == [1.0]
+    assert_usable(due_app, name)
+
+
+def test_a_blocked_sweep_reports_its_due_pairs_lag_and_the_blocked_metric(
+    due_app: App, capsys: pytest.CaptureFixture[str]
+) -> None:
+    due_app.install_teams(["T0001"])
+    holder = RunGuard(entrypoints.dynamodb_client, GUARD_TABLE)
+    assert holder.acquire("RotateFunction/long-run", wait=0).state is GuardState.ACQUIRED
+    capsys.readouterr()
+    try:
+        summary = due_app.rotate()
+    finally:
+        holder.release()
+
+    assert summary["guard"] == "busy" and summary["due"] == 1 and summary["lag_seconds"] is not None
+    printed = capsys.readouterr().out
+    assert metric_values(printed, "RotationBlocked") == [1.0]
+    assert metric_values(printed, "RotationLagSeconds") == [float(summary["lag_seconds"])]
+
+
+def virtual_time_rotator() -> tuple[Any, list[float]]:
+    """The deployed rotator's collaborators, on a clock that sleeps in virtual time (the waits are recorded)."""
+    from slack_tokens.ratelimit import Pacer
+    from slack_tokens.rotation import Rotator
+    from slack_tokens.slack_client import RetryPolicy, SlackClient
+    from slack_tokens.store import ConfigSecrets, TokenStore
+
+    waits: list[float] = []
+    offset = [0.0]
+
+    def monotonic() -> float:
+        return __import__("time").monotonic() + offset[0]
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        offset[0] += seconds
+
+    client = entrypoints.secretsmanager_client()
+    secrets = ConfigSecrets(client, app_secret_id=__import__("os").environ["SLACK_APP_SECRET_ID"], state_secret_id=None)
+    slack = SlackClient(
+        __import__("os").environ["SLACK_API_URL"],
+        policy=RetryPolicy(whole_attempts=True),
+        limiter=Pacer(590, monotonic=monotonic, sleep=sleep),
+        monotonic=monotonic,
+        sleep=sleep,
+    )
+    rotator = Rotator(
+        TokenStore(client, "slack/tokens/", monotonic=monotonic, sleep=sleep),
+        slack,
+        secrets.app_credentials,
+        guard=RunGuard(entrypoints.dynamodb_client, GUARD_TABLE),
+        margin_seconds=7200,
+        monotonic=monotonic,
+    )
+    return rotator, waits
+
+
 # -- invalid_refresh_token --------------------------------------------------------------------------------------
 
 
@@ -226,15 +381,17 @@ def test_throttled_store_first_write_is_retried(due_app: App) -> None:
     assert_usable(due_app, name)
 
 
-def test_overlapping_runs_take_turns_through_the_lease(due_app: App) -> None:
+def test_overlapping_runs_take_turns_through_the_guard(due_app: App) -> None:
     due_app.install_teams(["T0001"])
-    lease = entrypoints.rotator()._store.lease("slack/tokens/_lease/rotation", owner="someone-else")
-    assert lease.acquire(now=__import__("time").time(), ttl=600)
+    other = RunGuard(entrypoints.dynamodb_client, GUARD_TABLE)
+    assert other.acquire("RotateFunction/other-run", wait=0).state is GuardState.ACQUIRED
 
-    assert due_app.rotate()["lease"] == "busy"
+    summary = due_app.rotate()
+    assert summary["guard"] == "busy" and summary["blocked_by"] == "RotateFunction/other-run"
+    assert summary["due"] == 1 and summary["deferred"] == 1 and summary["lag_seconds"] is not None
     assert refresh_calls(due_app) == 0
 
-    lease.release()
+    other.release()
     assert due_app.rotate()["rotated"] == 1
 
 
@@ -318,6 +475,7 @@ def test_a_pending_pair_left_from_an_older_version_is_never_promoted_over_a_rein
         store,
         SlackClient(due_app.slack.api_url),
         secrets.app_credentials,
+        guard=RunGuard(entrypoints.dynamodb_client, GUARD_TABLE),
         margin_seconds=7200,
         crash_hook=die_after_store,
     )
@@ -357,6 +515,7 @@ def test_invalid_refresh_token_finds_and_promotes_a_pair_stored_meanwhile(due_ap
             client_id=CLIENT_ID,
             client_secret=CLIENT_SECRET,
             refresh_token=seen.refresh_token or "",
+            token_type=seen.token_type,
             deadline=__import__("time").monotonic() + 5,
         )
         pair = refreshed(

@@ -1,16 +1,17 @@
-"""Crash safety and concurrency of rotation with real processes: RotateFunction runs in a subprocess that is
-SIGKILLed at each step of the protocol; then a later run must leave every pair usable (SPEC 5).
-
-Crash-point table (asserted below):
+"""Crash recovery in the deployed timeline, with real processes: RotateFunction runs in a subprocess that is
+SIGKILLed (or frozen with SIGSTOP) at a step of the protocol, and the next run starts at once, as Lambda's retry
+would: nobody waits for the dead run's guard to lapse, and no clock is moved between the crash and the rerun. The
+fake Slack keeps a used refresh token valid for 60 s, the most this package assumes of Slack's "short" grace period.
 
 =============================  ==========================================================================
-killed where                   outcome of the next run
+killed where                   the rerun, started at once
 =============================  ==========================================================================
-after Slack answered           within Slack's grace period: refreshes again with the same refresh token ->
-                               usable. After the grace period: ``needs_reinstall`` (the one window no design
-                               can close: the new pair existed only in the dead process).
-after the store-first write    recovers: promotes the stored AWSPENDING pair, no Slack call -> usable.
-after the promote              nothing left to do -> usable.
+after Slack answered           waits out the dead run's claim on the guard (at most its 15 s ttl), then
+                               refreshes again with the same refresh token, inside the grace period -> usable
+after the store-first write    waits out the claim, then promotes the stored pair with no Slack call -> usable
+after the promote              nothing is due -> usable
+after Slack answered, rerun    ``needs_reinstall``: the one window no design can close (the new pair existed
+only after the grace period    only in the dead process)
 =============================  ==========================================================================
 """
 
@@ -28,15 +29,13 @@ from typing import Any
 
 import pytest
 
-from slack_tokens import entrypoints
-from slack_tokens.rotation import Rotator
-from slack_tokens.slack_client import SlackClient
-from slack_tokens.store import ConfigSecrets, TokenStore
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, PREFIX, App
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, GUARD_TABLE, App
+from tests.support.aws import dynamodb_client
 from tests.support.fake_slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT, LONG = 3600, 43200
+GRACE = 60.0
 
 
 class Clock:
@@ -54,35 +53,37 @@ def clock() -> Clock:
 
 @pytest.fixture
 def slack(clock: Clock) -> Iterator[FakeSlack]:  # overrides conftest's: this Slack's clock can jump ahead
-    with FakeSlack(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, clock=clock, refresh_grace_seconds=60) as fake:
+    with FakeSlack(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, clock=clock, refresh_grace_seconds=GRACE) as fake:
         yield fake
 
 
-def run_process(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)])}
-    return subprocess.run(  # noqa: S603 - our own module, fixed arguments
+def rotator_process(*args: str, **env: str) -> subprocess.Popen[str]:
+    environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)])}
+    return subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
         [sys.executable, "-m", "tests.support.rotate_process", *args],
         cwd=ROOT,
-        env=env,
-        capture_output=True,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
     )
 
 
-def later_run(app: App, seconds_later: float) -> dict[str, Any]:
-    """A run some time later (the dead process's lease has expired by then), in this process."""
-    client = entrypoints.secretsmanager_client()
-    secrets = ConfigSecrets(client, app_secret_id=os.environ["SLACK_APP_SECRET_ID"], state_secret_id=None)
-    rotator = Rotator(
-        TokenStore(client, PREFIX),
-        SlackClient(app.slack.api_url),
-        secrets.app_credentials,
-        margin_seconds=7200,
-        clock=lambda: time.time() + seconds_later,
-    )
-    return rotator.sweep(600).to_json()
+def finished(process: subprocess.Popen[str], timeout: float = 180) -> dict[str, Any]:
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err[-3000:]
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def killed(*args: str) -> None:
+    process = rotator_process(*args)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == -signal.SIGKILL, err[-3000:]
+
+
+def refreshes(app: App) -> list[Any]:
+    return [r for r in app.slack.requests if r.form.get("grant_type") == "refresh_token"]
 
 
 def usable(app: App, name: str) -> bool:
@@ -94,78 +95,115 @@ def usable(app: App, name: str) -> bool:
     )
 
 
-@pytest.mark.parametrize(
-    ("kill_at", "expected"),
-    [
-        ("after_refresh", "rotated"),
-        ("after_store", "recovered"),
-        ("after_promote", None),
-    ],
-)
-def test_killed_at_each_step_the_next_run_leaves_the_pair_usable(app: App, kill_at: str, expected: str | None) -> None:
+def due_pairs(app: App, teams: list[str]) -> list[str]:
+    """Pairs due now (1-hour tokens, 2-hour margin); pairs refreshed from here on are not due again."""
     app.slack.token_lifetime = SHORT
-    (name,) = app.install_teams(["T0001"])
-    original = app.stored(name)
-    app.slack.token_lifetime = LONG  # pairs refreshed from now on are not due again
+    names = app.install_teams(teams)
+    app.slack.token_lifetime = LONG
+    return names
 
-    died = run_process("--kill-at", kill_at)
-    assert died.returncode == -signal.SIGKILL, died.stderr[-2000:]
-    assert app.slack.refresh_count(original["refresh_token"]) == 1  # Slack did answer before the kill
 
-    app.slack.clear_requests()
-    summary = later_run(app, seconds_later=1200)
+def test_killed_after_slack_answered_a_rerun_started_at_once_refreshes_again_inside_the_grace_period(
+    app: App,
+) -> None:
+    (name,) = due_pairs(app, ["T0001"])
+    original = app.stored(name)["refresh_token"]
 
+    killed("--kill-at", "after_refresh")
+    assert app.slack.refresh_count(original) == 1  # Slack did answer before the kill; the new pair died with it
+    summary = finished(rotator_process())
+
+    assert summary["rotated"] == 1 and summary["needs_reinstall"] == 0, summary
+    assert summary["guard"] == "acquired" and summary["guard_took_over"] == "lapsed"  # the dead run's claim
+    assert app.slack.refresh_count(original) == 2  # the same refresh token, inside the grace period
     assert usable(app, name)
-    if expected == "rotated":
-        assert summary["rotated"] == 1 and summary["recovered"] == 0
-        assert app.slack.refresh_count(original["refresh_token"]) == 2  # the same refresh token, within grace
-    elif expected == "recovered":
-        assert summary["recovered"] == 1
-        assert not [r for r in app.slack.requests if r.form.get("grant_type") == "refresh_token"]
-    else:
-        assert summary["due"] == 0
-    assert app.stored(name)["refresh_token"] != original["refresh_token"]
 
 
-def test_killed_after_slack_answered_and_noticed_after_the_grace_period_is_the_one_loss(app: App, clock: Clock) -> None:
-    app.slack.token_lifetime = SHORT
-    (name,) = app.install_teams(["T0001"])
+def test_killed_after_the_store_first_write_a_rerun_started_at_once_promotes_it_with_no_slack_call(
+    app: App,
+) -> None:
+    (name,) = due_pairs(app, ["T0001"])
+    original = app.stored(name)["refresh_token"]
 
-    assert run_process("--kill-at", "after_refresh").returncode == -signal.SIGKILL
-    clock.offset = 120  # Slack's grace period for the used refresh token (60 s here) is over
+    killed("--kill-at", "after_store")
+    app.slack.clear_requests()
+    summary = finished(rotator_process())
 
-    summary = later_run(app, seconds_later=1200)
+    assert summary["recovered"] == 1 and summary["rotated"] == 1, summary
+    assert refreshes(app) == []
+    assert app.stored(name)["refresh_token"] != original and usable(app, name)
+
+
+def test_killed_after_the_promote_the_rerun_has_nothing_to_do(app: App) -> None:
+    (name,) = due_pairs(app, ["T0001"])
+
+    killed("--kill-at", "after_promote")
+    app.slack.clear_requests()
+    summary = finished(rotator_process())
+
+    assert summary["due"] == 0 and summary["guard"] == "not_needed", summary
+    assert app.slack.requests == [] and usable(app, name)
+
+
+def test_killed_after_slack_answered_and_rerun_only_after_the_grace_period_is_the_one_loss(
+    app: App, clock: Clock
+) -> None:
+    (name,) = due_pairs(app, ["T0001"])
+
+    killed("--kill-at", "after_refresh")
+    clock.offset = GRACE + 60  # Slack's grace period for the used refresh token is over
+    summary = finished(rotator_process())
 
     assert summary["needs_reinstall"] == 1
     assert app.stored(name)["status"] == "needs_reinstall"
 
 
-def test_concurrent_processes_refresh_each_pair_exactly_once(app: App) -> None:
-    app.slack.token_lifetime = SHORT
-    names = app.install_teams([f"T{i:04d}" for i in range(1, 51)])
+def test_four_rotators_started_together_refresh_each_pair_exactly_once(app: App) -> None:
+    names = due_pairs(app, [f"T{i:04d}" for i in range(1, 51)])
     originals = {name: app.stored(name)["refresh_token"] for name in names}
-    app.slack.token_lifetime = LONG
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)])}
 
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.support.rotate_process"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    summaries = []
-    for process in processes:
-        out, err = process.communicate(timeout=180)
-        assert process.returncode == 0, err[-2000:]
-        summaries.append(json.loads(out.strip().splitlines()[-1]))
+    summaries = [finished(p) for p in [rotator_process() for _ in range(4)]]
 
     assert sum(s["rotated"] for s in summaries) == 50
     assert sum(s["needs_reinstall"] for s in summaries) == 0
+    assert sorted(s["guard"] for s in summaries).count("acquired") >= 1
     for name, refresh_token in originals.items():
         assert app.slack.refresh_count(refresh_token) == 1, name
         assert usable(app, name)
+
+
+def test_a_run_frozen_past_its_claim_and_resumed_refreshes_nothing_another_run_owns(app: App) -> None:
+    names = due_pairs(app, [f"T{i:04d}" for i in range(1, 11)])
+    originals = {name: app.stored(name)["refresh_token"] for name in names}
+    dynamodb = dynamodb_client(app.client.meta.endpoint_url)
+    frozen = rotator_process("--stop-at", "after_promote", "--nth", "3", ROTATION_WORKERS="1")
+    wait_until(lambda: process_state(frozen.pid) == "T", what="the run to freeze after its third pair")
+    wait_until(lambda: guard_expires_at(dynamodb) < time.time(), what="its claim on the guard to lapse")
+
+    other = finished(rotator_process())  # takes over the lapsed claim and rotates the rest
+    resumed_at = time.time()
+    os.kill(frozen.pid, signal.SIGCONT)
+    late = finished(frozen)
+
+    assert other["rotated"] == 7 and other["guard_took_over"] == "lapsed", other
+    assert late["rotated"] == 3 and late["guard"] == "lost", late  # it stopped at the fence
+    assert [r for r in refreshes(app) if r.time >= resumed_at] == []  # not one refresh after it woke
+    for name, refresh_token in originals.items():
+        assert app.slack.refresh_count(refresh_token) == 1, name
+        assert usable(app, name)
+
+
+def process_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def guard_expires_at(dynamodb: Any) -> float:
+    answer = dynamodb.get_item(TableName=GUARD_TABLE, Key={"name": {"S": "rotation"}}, ConsistentRead=True)
+    return float(answer.get("Item", {}).get("expires_at", {}).get("N", "inf"))
+
+
+def wait_until(condition: Any, *, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)

@@ -70,7 +70,7 @@ def test_a_refresh_whose_answer_is_lost_is_retried_at_once_and_returns_a_pair_sl
     old = bot_refresh_token(slack, client)
     slack.fail_next(ACCESS, **fault)
 
-    new = client.refresh(**CREDENTIALS, refresh_token=old, deadline=within())
+    new = client.refresh(**CREDENTIALS, refresh_token=old, token_type="bot", deadline=within())
 
     assert slack.is_refresh_token_valid(new.refresh_token) and slack.is_access_token_valid(new.access_token)
     assert new.refresh_token != old and new.token_type == "bot"
@@ -119,7 +119,7 @@ def test_a_retry_after_beyond_the_deadline_is_not_waited_for(
     started = time.monotonic()
 
     with pytest.raises(errors.SlackRetryableError) as caught:
-        client.refresh(**CREDENTIALS, refresh_token=old, deadline=within(2.0))
+        client.refresh(**CREDENTIALS, refresh_token=old, token_type="bot", deadline=within(2.0))
 
     assert time.monotonic() - started < 5 and sleeps == []
     assert caught.value.code == "ratelimited" and caught.value.retry_after == 30
@@ -129,7 +129,7 @@ def test_a_retry_after_beyond_the_deadline_is_not_waited_for(
 
 def test_no_call_is_made_once_the_deadline_has_passed(slack: FakeSlack, client: SlackClient) -> None:
     with pytest.raises(errors.SlackTransportError) as caught:
-        client.refresh(**CREDENTIALS, refresh_token="xoxe-1-unused", deadline=time.monotonic())
+        client.refresh(**CREDENTIALS, refresh_token="xoxe-1-unused", token_type="bot", deadline=time.monotonic())
 
     assert caught.value.code == "deadline_exceeded" and caught.value.request_sent is False
     assert slack.requests == []
@@ -149,10 +149,78 @@ def test_an_unknown_answer_is_a_typed_error_and_not_retried(
     slack.fail_next(ACCESS, **fault)
 
     with pytest.raises(errors.SlackUnknownError) as caught:
-        client.refresh(**CREDENTIALS, refresh_token=old, deadline=within())
+        client.refresh(**CREDENTIALS, refresh_token=old, token_type="bot", deadline=within())
 
     assert caught.value.code == code and not caught.value.retryable
     assert len(slack.requests) == 1
+
+
+# -- what the rotator needs: a fence, whole attempts, an answer of the right type ---------------------------------
+
+
+def test_the_gate_is_asked_before_every_attempt_and_a_closed_gate_sends_nothing(slack: FakeSlack) -> None:
+    client = SlackClient(slack.api_url, policy=POLICY)
+    old = bot_refresh_token(slack, client)
+    slack.fail_next(ACCESS, status=429, retry_after=0)
+    answers = iter([True, False])  # the guard holds for the first attempt, is lost before the retry
+
+    with pytest.raises(errors.GuardLostError):
+        client.refresh(
+            **CREDENTIALS, refresh_token=old, token_type="bot", deadline=within(), gate=lambda: next(answers)
+        )
+
+    assert len(slack.requests) == 1  # the rate-limited first attempt; the retry was never sent
+    assert slack.is_refresh_token_valid(old) and slack.refresh_count(old) == 0
+
+
+def test_with_whole_attempts_an_attempt_that_cannot_finish_before_the_deadline_is_not_started(
+    slack: FakeSlack,
+) -> None:
+    whole = POLICY._replace(whole_attempts=True, read_timeout=2.0)  # one attempt: up to 2.3 s
+    client = SlackClient(slack.api_url, policy=whole)
+    old = bot_refresh_token(slack, client)
+
+    with pytest.raises(errors.SlackTransportError) as caught:
+        client.refresh(**CREDENTIALS, refresh_token=old, token_type="bot", deadline=within(2.0))
+
+    assert caught.value.code == "deadline_exceeded" and caught.value.request_sent is False
+    assert slack.requests == [] and client.attempt_seconds == pytest.approx(2.3)
+    assert client.refresh(**CREDENTIALS, refresh_token=old, token_type="bot", deadline=within(2.5)).refresh_token
+
+
+def test_a_retry_after_that_fits_before_the_deadline_is_waited_for(
+    slack: FakeSlack, client: SlackClient, sleeps: list[float]
+) -> None:
+    old = bot_refresh_token(slack, client)
+    slack.fail_next(ACCESS, status=429, retry_after=1)
+
+    new = client.refresh(**CREDENTIALS, refresh_token=old, token_type="bot", deadline=within(5.0))
+
+    assert sleeps == [1] and slack.refresh_count(old) == 1 and new.refresh_token != old
+
+
+@pytest.mark.parametrize(
+    ("token_type", "rewrite"),
+    [
+        # python-slack-sdk's own mock server answers a user refresh like this: a bot token on top
+        ("user", lambda body: {**body, "token_type": "bot", "authed_user": {"id": "U0001", **body}}),
+        ("bot", lambda body: {k: v for k, v in body.items() if k != "refresh_token"}),
+        ("bot", lambda body: {k: v for k, v in body.items() if k != "expires_in"}),
+        ("bot", lambda body: {**body, "access_token": ""}),
+    ],
+    ids=["bot token for a user pair", "no refresh token", "no expires_in", "empty access token"],
+)
+def test_a_refresh_answer_that_is_incomplete_or_of_the_other_type_is_refused(
+    slack: FakeSlack, client: SlackClient, token_type: str, rewrite: Any
+) -> None:
+    old = bot_refresh_token(slack, client)
+    slack.fail_next(ACCESS, rewrite=rewrite)
+
+    with pytest.raises(errors.SlackUnknownError) as caught:
+        client.refresh(**CREDENTIALS, refresh_token=old, token_type=token_type, deadline=within())  # type: ignore[arg-type]
+
+    assert caught.value.code == "invalid_response" and not caught.value.retryable
+    assert slack.refresh_count(old) == 1  # Slack did act: the refresh token is in its grace period
 
 
 # -- parsing real answers -----------------------------------------------------------------------------------------

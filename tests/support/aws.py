@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -71,6 +71,9 @@ class MotoServer:
     def client(self) -> Any:
         return secretsmanager_client(self.url)
 
+    def dynamodb(self) -> Any:
+        return dynamodb_client(self.url)
+
 
 def endpoint_env(url: str) -> dict[str, str]:
     """The environment that points boto3 at the moto server at ``url``, with its fake credentials."""
@@ -79,13 +82,34 @@ def endpoint_env(url: str) -> dict[str, str]:
 
 def secretsmanager_client(url: str) -> Any:
     """A Secrets Manager client on the moto server at ``url``."""
+    return _client("secretsmanager", url)
+
+
+def dynamodb_client(url: str) -> Any:
+    """A DynamoDB client on the moto server at ``url``."""
+    return _client("dynamodb", url)
+
+
+def _client(service: str, url: str) -> Any:
     return boto3.client(
-        "secretsmanager",
+        service,
         endpoint_url=url,
         region_name=REGION,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def create_table(client: Any, name: str, properties: Mapping[str, Any]) -> str:
+    """Create the DynamoDB table an ``AWS::DynamoDB::Table``'s (resolved) properties describe, named ``name``, as
+    CloudFormation would; returns its name (what ``Ref`` of the table means)."""
+    client.create_table(
+        TableName=name,
+        AttributeDefinitions=list(properties["AttributeDefinitions"]),
+        KeySchema=list(properties["KeySchema"]),
+        BillingMode=str(properties.get("BillingMode", "PAY_PER_REQUEST")),
+    )
+    return name
 
 
 @contextmanager

@@ -135,6 +135,7 @@ class _Fault:
     retry_after: int | None
     delay: float
     drop: bool
+    rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def canned(self) -> _Response | None:
         """The answer that replaces normal processing, or None when the fault only delays or drops."""
@@ -422,6 +423,7 @@ class FakeSlack:
         retry_after: int | None = None,
         delay: float = 0.0,
         drop_after_processing: bool = False,
+        rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         """Queue a canned behaviour for the next ``times`` calls of ``method``.
 
@@ -431,13 +433,21 @@ class FakeSlack:
         without processing the request. ``delay``: the request is processed (if not canned) at once and
         the answer is sent ``delay`` seconds later (a client read timeout then loses an answer Slack acted
         on). ``drop_after_processing``: the request IS processed, then the connection is closed unanswered.
+        ``rewrite``: the request IS processed, and its JSON answer is passed through ``rewrite`` before it is sent
+        (an answer Slack acted on but that is not what the client expects, e.g. of the other token type).
         """
         if method not in API_METHODS:
             raise ValueError(f"unknown API method {method!r}; known: {sorted(API_METHODS)}")
         if times < 1 or not 100 <= status <= 599 or delay < 0:
             raise ValueError("times must be >= 1, status an HTTP status and delay >= 0")
         fault = _Fault(
-            status=status, error=error, body=body, retry_after=retry_after, delay=delay, drop=drop_after_processing
+            status=status,
+            error=error,
+            body=body,
+            retry_after=retry_after,
+            delay=delay,
+            drop=drop_after_processing,
+            rewrite=rewrite,
         )
         with self._lock:
             self._faults.setdefault(method, deque()).extend([fault] * times)
@@ -487,6 +497,10 @@ class FakeSlack:
                 response = canned
             else:
                 response = self._process(method, _Call(form, basic, bearer, now), form_error)
+                if fault is not None and fault.rewrite is not None:
+                    response = _Response(
+                        response.status, _json_bytes(fault.rewrite(json.loads(response.body))), JSON_CONTENT_TYPE
+                    )
             if fault is not None and fault.drop:
                 response = None
             self._requests.append(

@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ class LambdaContext:
     function_name: str = "test-function"
     memory_limit_in_mb: int = 256
     timeout_seconds: float = 29.0
-    aws_request_id: str = "00000000-0000-4000-8000-000000000000"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # a new one per invocation, as Lambda
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
     function_version: str = "$LATEST"
     log_group_name: str = "/aws/lambda/test-function"

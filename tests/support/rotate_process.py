@@ -1,13 +1,17 @@
-"""Run RotateFunction once in its own process, as Lambda would, optionally dying (SIGKILL) at a protocol step.
+"""Run RotateFunction once in its own process, as Lambda would, optionally dying (SIGKILL) or freezing (SIGSTOP) at a
+named step of the rotation protocol.
 
-    python -m tests.support.rotate_process [--kill-at after_refresh|after_store|after_promote] [--timeout S]
+    python -m tests.support.rotate_process [--kill-at STEP] [--stop-at STEP] [--nth N] [--timeout S]
 
-Prints the run summary as JSON. The environment (AWS_ENDPOINT_URL, SLACK_*) says where moto and the fake Slack are.
+STEP is one of before_refresh, after_refresh, after_store, after_promote; ``--nth``: at its N-th occurrence (1).
+Prints the run summary as JSON. The environment (AWS_ENDPOINT_URL, SLACK_*, GUARD_*) says where moto and the fake
+Slack are and how the function is configured, as the template's environment would.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -15,21 +19,27 @@ import signal
 from slack_tokens import entrypoints
 from tests.support.lambda_runtime import invoke, load_handler
 
+STEPS = ["before_refresh", "after_refresh", "after_store", "after_promote"]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--kill-at", choices=["after_refresh", "after_store", "after_promote"])
+    parser.add_argument("--kill-at", choices=STEPS)
+    parser.add_argument("--stop-at", choices=STEPS)
+    parser.add_argument("--nth", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
     handler = load_handler("rotate")
-    if args.kill_at:
+    step, sig = (args.kill_at, signal.SIGKILL) if args.kill_at else (args.stop_at, signal.SIGSTOP)
+    if step:
+        seen = itertools.count(1)
 
-        def die(step: str, name: str) -> None:
-            if step == args.kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
+        def hook(at: str, name: str) -> None:
+            if at == step and next(seen) == args.nth:
+                os.kill(os.getpid(), sig)  # SIGSTOP freezes every thread, the guard's heartbeat included
 
-        entrypoints.rotator()._crash_hook = die  # test seam: the protocol's named steps
-    print(json.dumps(invoke(handler.lambda_handler, {}, timeout_seconds=args.timeout)))
+        entrypoints.rotator()._crash_hook = hook  # test seam: the protocol's named steps
+    print(json.dumps(invoke(handler.lambda_handler, {}, timeout_seconds=args.timeout)), flush=True)
 
 
 if __name__ == "__main__":

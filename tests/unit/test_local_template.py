@@ -177,6 +177,7 @@ def test_functions_get_their_template_environment() -> None:
     project = Template.load(parameters={"SlackApiUrl": "http://127.0.0.1:1/api/"})
     project.bind("AppCredentialsSecret", "arn:app")
     project.bind("StateKeySecret", "arn:state")
+    project.bind("RunGuardTable", "guard-table")
 
     functions = project.functions()
 
@@ -185,6 +186,7 @@ def test_functions_get_their_template_environment() -> None:
     assert rotate.environment["SLACK_STATE_SECRET_ID"] == "arn:state"
     assert rotate.environment["SLACK_API_URL"] == "http://127.0.0.1:1/api/"
     assert rotate.environment["ROTATION_MARGIN_SECONDS"] == "7200"  # the function's own, merged with Globals
+    assert rotate.environment["GUARD_TABLE_NAME"] == "guard-table"  # Ref of a table: its name
     assert rotate.environment["POWERTOOLS_TRACE_DISABLED"] == "true"
     assert rotate.timeout == 900 and functions["OAuthCallbackFunction"].timeout == 29
     assert functions["InstallFunction"].timeout == 10  # Globals

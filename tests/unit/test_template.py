@@ -51,9 +51,9 @@ ROTATE_ACTIONS = {
     "secretsmanager:PutSecretValue",
     "secretsmanager:UpdateSecretVersionStage",
     "secretsmanager:TagResource",
-    # the run's lease secret, <prefix>_lease/rotation, is created on first use
-    "secretsmanager:CreateSecret",
 }
+GUARD_ACTIONS = {"dynamodb:GetItem", "dynamodb:UpdateItem"}  # take, renew, let go: conditional writes on one item
+GUARD_TABLE_ARN = "${RunGuardTable.Arn}"
 METRICS_NAMESPACE = "SlackTokenLifecycle"
 SERVICE = "slack-token-lifecycle"
 SHARED_ENVIRONMENT = {
@@ -136,6 +136,8 @@ def rendered_resources(resource: Any) -> Iterator[str]:
     elif "Fn::Sub" in resource:
         sub = resource["Fn::Sub"]
         yield sub if isinstance(sub, str) else sub[0]
+    elif "Fn::GetAtt" in resource:
+        yield "${" + ".".join(resource["Fn::GetAtt"]) + "}"
     elif "Fn::If" in resource:
         _, when_true, when_false = resource["Fn::If"]
         yield from rendered_resources(when_true)
@@ -332,17 +334,40 @@ def test_rotation_rate_parameter_and_the_failure_alarm_period_cover_every_allowe
         assert period["Seconds"] % 60 == 0, rate
 
 
-def test_failed_runs_are_not_retried_and_go_to_a_failure_queue(
-    template: dict[str, Any], rotate: dict[str, Any]
+@pytest.mark.parametrize("function", ["RotateFunction", "ExchangeFunction"])
+def test_a_run_that_died_is_retried_within_minutes_then_goes_to_the_failure_queue(
+    template: dict[str, Any], functions: dict[str, dict[str, Any]], function: str
 ) -> None:
-    config = rotate["EventInvokeConfig"]
+    config = functions[function]["EventInvokeConfig"]
 
-    assert config["MaximumRetryAttempts"] == 0, "a retried sweep is just the next sweep"
+    # Lambda retries a function error (crash, timeout) about 1 minute later, then 2 minutes after that: a pair whose
+    # new tokens died with the run is refreshed again while Slack's grace period for the used refresh token lasts.
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["MaximumEventAgeInSeconds"] == 3600, "an older event's work is the next sweep's"
     assert config["DestinationConfig"]["OnFailure"] == {
         "Type": "SQS",  # SAM adds sqs:SendMessage on the queue to the function's role
         "Destination": {"Fn::GetAtt": ["RotationFailureQueue", "Arn"]},
     }
     assert_encrypted_queue(template, "RotationFailureQueue")
+
+
+def test_only_the_rotator_and_the_exchange_can_touch_the_run_guard(template: dict[str, Any]) -> None:
+    table = template["Resources"]["RunGuardTable"]
+    statements = list(every_statement(template))
+    holders = {name for name, statement in statements if "RunGuardTable" in referenced_names(statement)}
+    elsewhere = [
+        action
+        for _, statement in statements
+        if "RunGuardTable" not in referenced_names(statement)
+        for action in as_list(statement["Action"])
+        if action.startswith("dynamodb:")
+    ]
+
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    assert table["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["Properties"]["KeySchema"] == [{"AttributeName": "name", "KeyType": "HASH"}]
+    assert holders == {"RotateFunction", "ExchangeFunction"}, "the callback's role must not be able to block rotation"
+    assert elsewhere == []
 
 
 def test_rotation_environment_comes_from_parameters(template: dict[str, Any], rotate: dict[str, Any]) -> None:
@@ -353,6 +378,8 @@ def test_rotation_environment_comes_from_parameters(template: dict[str, Any], ro
         "ROTATION_MARGIN_SECONDS": {"Ref": "RotationMarginSeconds"},
         "SLACK_REFRESH_PER_MINUTE": {"Ref": "RefreshPerMinute"},
         "ROTATION_WORKERS": "8",
+        "GUARD_TABLE_NAME": {"Ref": "RunGuardTable"},
+        "GUARD_TTL_SECONDS": "15",
     }
     assert not set(variables) & SHARED_ENVIRONMENT, "shared variables belong in Globals"
     assert (parameters["RotationMarginSeconds"]["MinValue"], parameters["RotationMarginSeconds"]["MaxValue"]) == (
@@ -374,7 +401,7 @@ def test_rotate_function_lists_everything_but_touches_only_token_secrets_and_app
     granted = grants(statements)
     listing = [statement for statement in statements if "secretsmanager:ListSecrets" in as_list(statement["Action"])]
 
-    assert set(granted) == ROTATE_ACTIONS
+    assert set(granted) == ROTATE_ACTIONS | GUARD_ACTIONS
     assert len(listing) == 1
     assert as_list(listing[0]["Action"]) == ["secretsmanager:ListSecrets"], "ListSecrets stands alone"
     assert listing[0]["Resource"] == "*"
@@ -383,6 +410,8 @@ def test_rotate_function_lists_everything_but_touches_only_token_secrets_and_app
     )
     for action in ROTATE_ACTIONS - {"secretsmanager:ListSecrets", "secretsmanager:GetSecretValue"}:
         assert granted[action] == [TOKEN_SECRETS_ARN], action
+    for action in GUARD_ACTIONS:
+        assert granted[action] == [GUARD_TABLE_ARN], action
 
 
 def test_rotate_function_cannot_read_the_state_key(rotate: dict[str, Any]) -> None:
@@ -416,8 +445,11 @@ def test_exchange_function_runs_alone_for_up_to_15_minutes(exchange: dict[str, A
     assert exchange["CodeUri"] == "functions/exchange/"
     assert exchange["Timeout"] == 900
     assert exchange["ReservedConcurrentExecutions"] == 1
-    assert exchange["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
-    assert exchange["Environment"]["Variables"] == {"SLACK_EXCHANGE_PER_MINUTE": {"Ref": "ExchangePerMinute"}}
+    assert exchange["Environment"]["Variables"] == {
+        "SLACK_EXCHANGE_PER_MINUTE": {"Ref": "ExchangePerMinute"},
+        "GUARD_TABLE_NAME": {"Ref": "RunGuardTable"},
+        "GUARD_TTL_SECONDS": "15",
+    }
     assert (parameter["Default"], parameter["MinValue"], parameter["MaxValue"]) == (50, 1, 600)
 
 
@@ -441,7 +473,7 @@ def test_exchange_function_lists_everything_but_touches_only_token_secrets_and_a
     granted = grants(statements)
     listing = [statement for statement in statements if "secretsmanager:ListSecrets" in as_list(statement["Action"])]
 
-    assert set(granted) == ROTATE_ACTIONS  # the same protocol: read, stage, promote, tag, and the shared lease
+    assert set(granted) == ROTATE_ACTIONS | GUARD_ACTIONS  # the same protocol, under the same run guard
     assert len(listing) == 1 and listing[0]["Resource"] == "*"
     assert as_list(listing[0]["Action"]) == ["secretsmanager:ListSecrets"]
     assert sorted(granted["secretsmanager:GetSecretValue"]) == sorted(
@@ -449,6 +481,8 @@ def test_exchange_function_lists_everything_but_touches_only_token_secrets_and_a
     )
     for action in ROTATE_ACTIONS - {"secretsmanager:ListSecrets", "secretsmanager:GetSecretValue"}:
         assert granted[action] == [TOKEN_SECRETS_ARN], action
+    for action in GUARD_ACTIONS:
+        assert granted[action] == [GUARD_TABLE_ARN], action
     assert "StateKeySecret" not in referenced_names(exchange["Policies"])
 
 
@@ -501,6 +535,19 @@ def alarms_of(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
             {"MetricName": "RotationLagSeconds", "Statistic": "Minimum", "Period": 1800, "Threshold": 1800}
             | {"ComparisonOperator": "LessThanThreshold", "EvaluationPeriods": 1},
         ),
+        (
+            # every sweep with work, in three sweep periods in a row, found the run guard held by another run
+            "RotationBlockedAlarm",
+            {"MetricName": "RotationBlocked", "Statistic": "Minimum", "Threshold": 1}
+            | {"ComparisonOperator": "GreaterThanOrEqualToThreshold", "EvaluationPeriods": 3, "DatapointsToAlarm": 3}
+            | {"Period": {"Fn::FindInMap": ["SweepPeriod", {"Ref": "RotationRateMinutes"}, "Seconds"]}},
+        ),
+        (
+            # a guard value no working run writes was taken over, or DynamoDB could not be used
+            "RunGuardAlarm",
+            {"MetricName": "RunGuardProblem", "Statistic": "Sum", "Period": 300, "Threshold": 0}
+            | {"ComparisonOperator": "GreaterThanThreshold", "EvaluationPeriods": 1},
+        ),
     ],
 )
 def test_rotation_metric_alarms_watch_the_powertools_metrics(
@@ -541,7 +588,7 @@ def test_alarms_ignore_missing_data_and_notify_the_optional_topic(template: dict
     alarms = alarms_of(template)
     topic = template["Resources"]["AlarmTopic"]
 
-    assert len(alarms) == 5
+    assert len(alarms) == 7
     for name, alarm in alarms.items():
         assert alarm["TreatMissingData"] == "notBreaching", name
         assert alarm["AlarmActions"] == {

@@ -23,6 +23,8 @@ DEFAULT_REFRESH_PER_MINUTE = 590
 DEFAULT_ROTATION_WORKERS = 8
 # oauth.v2.exchange is a Tier 3 method: 50+ calls a minute.
 DEFAULT_EXCHANGE_PER_MINUTE = 50
+# A dead run blocks the others for at most this long; a live one renews its claim every third of it.
+DEFAULT_GUARD_TTL = 15
 _PREFIX = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,200}/$")
 _SCOPE = re.compile(r"^[a-z0-9_.:-]+$")
 _TRUE = {"true", "1", "yes", "on"}
@@ -74,10 +76,13 @@ class Settings:
     refresh_per_minute: int = DEFAULT_REFRESH_PER_MINUTE
     rotation_workers: int = DEFAULT_ROTATION_WORKERS
     exchange_per_minute: int = DEFAULT_EXCHANGE_PER_MINUTE
+    guard_table: str | None = None
+    guard_ttl_seconds: int = DEFAULT_GUARD_TTL
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, need_state: bool = False) -> Settings:
-        """Validate the environment. ``need_state``: the function runs the install flow (needs the state key)."""
+    def from_env(cls, env: Mapping[str, str], *, need_state: bool = False, need_guard: bool = False) -> Settings:
+        """Validate the environment. ``need_state``: the function runs the install flow (needs the state key);
+        ``need_guard``: it rotates or exchanges pairs (needs the run guard's table)."""
         problems: list[str] = []
 
         def text(name: str) -> str:
@@ -146,6 +151,8 @@ class Settings:
             refresh_per_minute=integer("SLACK_REFRESH_PER_MINUTE", DEFAULT_REFRESH_PER_MINUTE, 1, 600),
             rotation_workers=integer("ROTATION_WORKERS", DEFAULT_ROTATION_WORKERS, 1, 64),
             exchange_per_minute=integer("SLACK_EXCHANGE_PER_MINUTE", DEFAULT_EXCHANGE_PER_MINUTE, 1, 600),
+            guard_table=required("GUARD_TABLE_NAME") if need_guard else (text("GUARD_TABLE_NAME") or None),
+            guard_ttl_seconds=integer("GUARD_TTL_SECONDS", DEFAULT_GUARD_TTL, 5, 60),
         )
         if need_state and not settings.scopes and not settings.user_scopes:
             problems.append("set SLACK_SCOPES and/or SLACK_USER_SCOPES (Slack refuses an install with no scopes)")

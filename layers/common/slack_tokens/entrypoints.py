@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from slack_tokens import errors
 from slack_tokens.config import Settings
@@ -22,13 +22,48 @@ from slack_tokens.store import ConfigSecrets, TokenStore, make_client
 # Each function imports only its own use case (cold start: see `make bench`), so these are imported lazily.
 if TYPE_CHECKING:
     from slack_tokens.exchange import Exchanger
+    from slack_tokens.guard import RunGuard
+    from slack_tokens.handover import Summary
     from slack_tokens.oauth_flow import OAuthFlow, Result
     from slack_tokens.rotation import Rotator
+
+
+class Invocation(Protocol):
+    """What the handlers pass of Lambda's context."""
+
+    function_name: str
+    aws_request_id: str
+
+    def get_remaining_time_in_millis(self) -> int: ...
 
 
 @cache
 def secretsmanager_client() -> Any:
     return make_client()
+
+
+@cache
+def dynamodb_client() -> Any:
+    """Made on first use: a sweep with nothing due never builds it (about 10 ms of a cold start)."""
+    from slack_tokens.guard import make_client as make_guard_client  # noqa: PLC0415 - lazy, see above
+
+    return make_guard_client()
+
+
+def _run_guard(settings: Settings) -> RunGuard:
+    from slack_tokens.guard import RunGuard  # noqa: PLC0415 - lazy, see the imports
+
+    assert settings.guard_table is not None  # noqa: S101 - need_guard=True makes it required
+    return RunGuard(dynamodb_client, settings.guard_table, ttl=settings.guard_ttl_seconds)
+
+
+def _pair_slack_client(api_url: str, per_minute: int) -> SlackClient:
+    """The Slack client of the functions that hold pairs only they have (rotation, exchange): paced, and never
+    starting an attempt that the time left cannot finish."""
+    from slack_tokens.ratelimit import Pacer  # noqa: PLC0415 - lazy, see the imports
+    from slack_tokens.slack_client import RetryPolicy  # noqa: PLC0415
+
+    return SlackClient(api_url, limiter=Pacer(per_minute), policy=RetryPolicy(whole_attempts=True))
 
 
 @cache
@@ -43,17 +78,16 @@ def oauth_flow() -> OAuthFlow:
 
 @cache
 def rotator() -> Rotator:
-    from slack_tokens.ratelimit import Pacer  # noqa: PLC0415 - lazy, see the imports
-    from slack_tokens.rotation import Rotator  # noqa: PLC0415
+    from slack_tokens.rotation import Rotator  # noqa: PLC0415 - lazy, see the imports
 
-    settings = Settings.from_env(os.environ)
+    settings = Settings.from_env(os.environ, need_guard=True)
     client = secretsmanager_client()
     secrets = ConfigSecrets(client, app_secret_id=settings.app_secret_id, state_secret_id=None)
-    slack = SlackClient(settings.api_url, limiter=Pacer(settings.refresh_per_minute))
     return Rotator(
         TokenStore(client, settings.token_prefix),
-        slack,
+        _pair_slack_client(settings.api_url, settings.refresh_per_minute),
         secrets.app_credentials,
+        guard=_run_guard(settings),
         margin_seconds=settings.rotation_margin_seconds,
         workers=settings.rotation_workers,
     )
@@ -62,13 +96,16 @@ def rotator() -> Rotator:
 @cache
 def exchanger() -> Exchanger:
     from slack_tokens.exchange import Exchanger  # noqa: PLC0415 - lazy, see the imports
-    from slack_tokens.ratelimit import Pacer  # noqa: PLC0415
 
-    settings = Settings.from_env(os.environ)
+    settings = Settings.from_env(os.environ, need_guard=True)
     client = secretsmanager_client()
     secrets = ConfigSecrets(client, app_secret_id=settings.app_secret_id, state_secret_id=None)
-    slack = SlackClient(settings.api_url, limiter=Pacer(settings.exchange_per_minute))
-    return Exchanger(TokenStore(client, settings.token_prefix), slack, secrets.app_credentials)
+    return Exchanger(
+        TokenStore(client, settings.token_prefix),
+        _pair_slack_client(settings.api_url, settings.exchange_per_minute),
+        secrets.app_credentials,
+        guard=_run_guard(settings),
+    )
 
 
 def reset() -> None:
@@ -77,6 +114,7 @@ def reset() -> None:
     exchanger.cache_clear()
     oauth_flow.cache_clear()
     secretsmanager_client.cache_clear()
+    dynamodb_client.cache_clear()
 
 
 def install(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,24 +127,24 @@ def oauth_callback(event: Mapping[str, Any], remaining_ms: int) -> dict[str, Any
     return _http("Callback", lambda flow: flow.finish_install(event, remaining_ms / 1000.0))
 
 
-def rotate(event: object, remaining_ms: int) -> dict[str, Any]:
-    """RotateFunction: a schedule's event (anything) sweeps; ``{"secret_id": ...}`` rotates that pair now."""
+def rotate(event: object, context: Invocation) -> dict[str, Any]:
+    """RotateFunction: a schedule's event (anything) sweeps; ``{"secret_id": ...}`` rotates that pair now.
+
+    A run that ends returns its summary, failed pairs included, and is not retried; a run that dies (crash,
+    timeout) is retried by Lambda about a minute later (the template's async retries)."""
     secret_id = event.get("secret_id") if isinstance(event, Mapping) else None
     if secret_id is not None and (not isinstance(secret_id, str) or not 1 <= len(secret_id) <= 2048):
-        logger.error("secret_id must be a secret name or ARN")
-        count("RotationFailed")
-        return {
-            "error": "secret_id must be a secret name or ARN",
-            "due": 0,
-            "rotated": 0,
-            "failed": 0,
-            "skipped": 0,
-            "needs_reinstall": 0,
-        }
-    remaining = remaining_ms / 1000.0
-    work = rotator()
-    summary = work.rotate_one(secret_id, remaining) if secret_id else work.sweep(remaining)
+        summary = _refused("secret_id must be a secret name or ARN")
+    else:
+        remaining = context.get_remaining_time_in_millis() / 1000.0
+        holder = f"{context.function_name}/{context.aws_request_id}"
+        work = rotator()
+        if secret_id:
+            summary = work.rotate_one(secret_id, remaining, holder=holder)
+        else:
+            summary = work.sweep(remaining, holder=holder)
     report = summary.to_json()
+    _guard_metrics(summary, blocked_metric="RotationBlocked")
     for key, metric in (
         ("due", "RotationDue"),
         ("rotated", "Rotated"),
@@ -125,7 +163,31 @@ def rotate(event: object, remaining_ms: int) -> dict[str, Any]:
     return report
 
 
-def exchange(event: object, remaining_ms: int) -> dict[str, Any]:
+def _refused(problem: str) -> Summary:
+    """The summary of an invocation refused for its event: every key a summary has, and the error."""
+    from slack_tokens.handover import FAILED, Outcome, Summary  # noqa: PLC0415 - lazy, see the imports
+
+    logger.error(problem)
+    return Summary(outcomes=[Outcome("(event)", FAILED, "bad_event")], error=problem)
+
+
+def _guard_metrics(summary: Summary, *, blocked_metric: str | None) -> None:
+    """``blocked_metric`` (0 or 1, every run that had work: the alarm watches its minimum) and the run guard's
+    problems (``RunGuardProblem``: a claim no working run writes was taken over, or DynamoDB could not be used)."""
+    from slack_tokens.guard import GuardState  # noqa: PLC0415 - lazy, see the imports
+
+    state, took_over = summary.guard.state, summary.guard.took_over
+    if blocked_metric is not None and state is not GuardState.NOT_NEEDED:
+        count(blocked_metric, 1 if state is GuardState.BUSY else 0)
+    if took_over is not None and took_over.loud:
+        count("RunGuardProblem", reason=f"taken_over_{took_over}")
+    elif took_over is not None:
+        count("RunGuardLapsed")  # a dead run's claim, taken after it lapsed: the crash itself is the news
+    if state is GuardState.UNAVAILABLE:
+        count("RunGuardProblem", reason="unavailable")
+
+
+def exchange(event: object, context: Invocation) -> dict[str, Any]:
     """ExchangeFunction: ``{}`` every legacy pair; ``{"secret_ids": [...]}`` those; ``{"dry_run": true}`` a report."""
     body = event if isinstance(event, Mapping) else {}
     secret_ids = body.get("secret_ids")
@@ -138,11 +200,18 @@ def exchange(event: object, remaining_ms: int) -> dict[str, Any]:
     elif not isinstance(dry_run, bool):
         problem = "dry_run must be true or false"
     if problem is not None:
-        logger.error(problem)
-        count("ExchangeFailed")
-        return {"error": problem, "due": 0, "exchanged": 0, "rotated": 0, "failed": 0, "skipped": 0}
-    summary = exchanger().run(secret_ids, dry_run=dry_run, remaining_seconds=remaining_ms / 1000.0)
+        from slack_tokens.exchange import ExchangeSummary  # noqa: PLC0415 - lazy, see the imports
+
+        summary, dry_run = ExchangeSummary(run=_refused(problem)), False
+    else:
+        summary = exchanger().run(
+            secret_ids,
+            dry_run=dry_run,
+            remaining_seconds=context.get_remaining_time_in_millis() / 1000.0,
+            holder=f"{context.function_name}/{context.aws_request_id}",
+        )
     report = summary.to_json()
+    _guard_metrics(summary.run, blocked_metric=None)
     if dry_run:
         count("ExchangeWouldExchange", len(report["would_exchange"]))
     else:

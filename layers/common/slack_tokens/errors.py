@@ -51,6 +51,10 @@ class CorruptSecretError(StoreError):
     """The secret exists but its value is not a token pair this package wrote."""
 
 
+class GuardLostError(SlackTokensError):
+    """This run no longer holds the run guard (another run took over): it must not start a refresh or exchange."""
+
+
 # --------------------------------------------------------------------------------------------------------------
 # OAuth state
 # --------------------------------------------------------------------------------------------------------------

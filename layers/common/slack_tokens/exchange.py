@@ -14,8 +14,9 @@ The protocol, for one legacy pair whose ``AWSCURRENT`` version is ``L`` (``refre
 N keeps L's token in ``legacy_access_token`` until the rotator's first refresh of N, whose promotion drops it
 (Slack revokes the legacy token at that same moment). The legacy token is never revoked here.
 
-Runs hold the same lease as the rotator, so an exchange and a rotation never work at once. A dry run reads only:
-no lease, no Slack call, no write.
+Runs hold the same run guard as the rotator (``slack_tokens.guard``), so an exchange and a rotation never work at
+once, and the guard is checked right before every exchange call. A dry run reads only: no guard, no Slack call,
+no write.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from slack_tokens import errors
 from slack_tokens.config import AppCredentials
+from slack_tokens.guard import RunGuard
 from slack_tokens.handover import (
     DEFERRED,
     FAILED,
@@ -40,7 +42,7 @@ from slack_tokens.handover import (
 )
 from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, OAuthAccess, PairKey, TokenPair, parse_version_id
 from slack_tokens.observability import logger
-from slack_tokens.rotation import LEGACY_FIELD, SAFETY, SLACK_BUDGET, WRITE_BUDGET
+from slack_tokens.rotation import LEGACY_FIELD, SAFETY
 from slack_tokens.slack_client import SlackClient
 from slack_tokens.store import AWSCURRENT, SecretMeta, StoredPair, TokenStore
 
@@ -145,6 +147,26 @@ class _StopRun(Exception):
         self.reason = reason
 
 
+def _slack_failure(name: str, exc: errors.SlackApiError) -> Outcome:
+    """What a Slack error (other than the ones that stop the run) means for one legacy pair, which is unchanged."""
+    if exc.code == "ratelimited":  # Slack did not act, and the wait does not fit this invocation
+        return Outcome(name, DEFERRED, "rate_limited")
+    if isinstance(exc, errors.SlackTransportError):
+        if exc.code == "deadline_exceeded":
+            return Outcome(name, DEFERRED, "invocation_time")
+        if not exc.request_sent:
+            logger.warning("could not reach Slack; the next run retries", extra={"secret_name": name})
+            return Outcome(name, FAILED, "slack_retryable")
+        logger.error(ANSWER_LOST_HELP, extra={"secret_name": name, "slack_error": exc.code})
+        return Outcome(name, FAILED, "answer_lost")
+    log = logger.warning if exc.retryable else logger.error
+    log(
+        "exchange failed at Slack; the pair is unchanged",
+        extra={"secret_name": name, "slack_error": exc.code, "category": str(exc.category)},
+    )
+    return Outcome(name, FAILED, f"slack_{exc.category}")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The exchanger
 # --------------------------------------------------------------------------------------------------------------
@@ -157,6 +179,7 @@ class Exchanger:
         slack: SlackClient,
         credentials: Callable[[], AppCredentials],
         *,
+        guard: RunGuard,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -164,18 +187,23 @@ class Exchanger:
         self._handover = Handover(store, clock=clock)
         self._slack = slack
         self._credentials = credentials
+        self._guard = guard
         self._clock = clock
         self._monotonic = monotonic
 
-    def run(self, secret_ids: Sequence[str] | None, *, dry_run: bool, remaining_seconds: float) -> ExchangeSummary:
+    def run(
+        self, secret_ids: Sequence[str] | None, *, dry_run: bool, remaining_seconds: float, holder: str = "exchange"
+    ) -> ExchangeSummary:
         """Exchange the given pairs, or every legacy pair under the prefix when ``secret_ids`` is None."""
         end = self._monotonic() + remaining_seconds - SAFETY
         if dry_run:
             return self._dry_run(secret_ids)
         result = ExchangeSummary()
-        with self._handover.leased(remaining_seconds) as summary:
-            result.run = summary
-            if summary.lease == "busy":
+        summary = result.run
+        wait = self._guard.patience(end - self._monotonic() - self._handover.write_budget)
+        with self._guard.hold(holder, wait=wait, summary=result.to_json) as hold:
+            summary.guard = hold
+            if not hold.state.may_work:
                 return result
             names = self._candidates(secret_ids)
             summary.due = len(names)
@@ -198,7 +226,6 @@ class Exchanger:
 
     def _dry_run(self, secret_ids: Sequence[str] | None) -> ExchangeSummary:
         result = ExchangeSummary(dry_run=True)
-        result.run.lease = "not_needed"
         names = self._candidates(secret_ids)
         result.run.due = len(names)
         for name in names:
@@ -231,6 +258,8 @@ class Exchanger:
     def _guarded(self, name: str, end: float) -> Outcome:
         try:
             outcome = self._exchange(name, end)
+        except errors.GuardLostError:
+            raise _StopRun(Outcome(name, DEFERRED, "guard_lost"), "guard_lost") from None
         except errors.TokenRotationNotEnabledError:
             logger.error(ROTATION_OFF_HELP, extra={"secret_name": name, "slack_error": "token_rotation_not_enabled"})
             raise _StopRun(Outcome(name, FAILED, "token_rotation_not_enabled"), "token_rotation_not_enabled") from None
@@ -240,19 +269,8 @@ class Exchanger:
                 extra={"secret_name": name, "slack_error": exc.code},
             )
             raise _StopRun(Outcome(name, FAILED, "slack_config"), exc.code) from None
-        except errors.SlackTransportError as exc:
-            if not exc.request_sent:
-                logger.warning("could not reach Slack; the next run retries", extra={"secret_name": name})
-                return Outcome(name, FAILED, "slack_retryable")
-            logger.error(ANSWER_LOST_HELP, extra={"secret_name": name, "slack_error": exc.code})
-            return Outcome(name, FAILED, "answer_lost")
         except errors.SlackApiError as exc:
-            log = logger.warning if exc.retryable else logger.error
-            log(
-                "exchange failed at Slack; the pair is unchanged",
-                extra={"secret_name": name, "slack_error": exc.code, "category": str(exc.category)},
-            )
-            return Outcome(name, FAILED, f"slack_{exc.category}")
+            outcome = _slack_failure(name, exc)
         except errors.StoreError as exc:
             logger.error("exchange failed at Secrets Manager", extra={"secret_name": name, "error": str(exc)})
             return Outcome(name, FAILED, store_failure(exc))
@@ -270,7 +288,7 @@ class Exchanger:
         if isinstance(current, Outcome):
             return current
         name = current.name
-        if end - self._monotonic() < SLACK_BUDGET + WRITE_BUDGET:
+        if end - self._monotonic() < self._slack.attempt_seconds + self._handover.write_budget:
             return Outcome(name, DEFERRED, "invocation_time")
 
         # Exchange: from here until the write lands, the new pair exists only in this process.
@@ -280,7 +298,8 @@ class Exchanger:
                 client_id=credentials.client_id,
                 client_secret=credentials.client_secret,
                 token=current.pair.access_token,
-                deadline=min(end - WRITE_BUDGET, self._monotonic() + SLACK_BUDGET),
+                deadline=end - self._handover.write_budget,
+                gate=self._guard.check,
             )
         except errors.TokenAlreadyExchangedError:
             # A stored-but-unpromoted exchange made from this version wins; without one the new pair is lost.

@@ -9,13 +9,11 @@ Both hold a new pair that exists nowhere but in this process the moment Slack an
 4. **mark needs_reinstall** - when Slack says the credential is gone and nothing newer exists: value and tag, the
    secret is kept.
 
-This module also holds what both report: the per-pair ``Outcome``, the run ``Summary`` (SPEC 4.3) and the run
-lease scope.
+This module also holds what both report: the per-pair ``Outcome`` and the run ``Summary``.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from slack_tokens import errors
+from slack_tokens.guard import GuardState, Hold
 from slack_tokens.models import NEEDS_REINSTALL, TokenPair
 from slack_tokens.observability import logger
-from slack_tokens.store import AWSCURRENT, AWSPENDING, Lease, StoredPair, TokenStore
+from slack_tokens.store import AWSCURRENT, AWSPENDING, StoredPair, TokenStore
 
 # --------------------------------------------------------------------------------------------------------------
 # Outcomes and the run summary
@@ -41,9 +40,6 @@ SKIPPED_REINSTALL = "awaiting_reinstall"
 DEFERRED = "deferred"  # not enough time left in this invocation: next run
 MARKED_REINSTALL = "needs_reinstall"
 FAILED = "failed"
-
-
-RUN_LEASE = "_lease/rotation"  # under the token prefix; rotation and exchange share it: never both at once
 
 
 def store_failure(error: errors.StoreError) -> str:
@@ -62,7 +58,8 @@ class Summary:
     due: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
     lag_seconds: int | None = None  # how close to expiry the most urgent due pair got
-    lease: str = "acquired"
+    guard: Hold = field(default_factory=Hold)
+    error: str | None = None  # the invocation itself was refused (a bad event): nothing was attempted
 
     def to_json(self) -> dict[str, Any]:
         by_result = Counter(o.result for o in self.outcomes)
@@ -81,7 +78,11 @@ class Summary:
             "superseded": by_result[SUPERSEDED] + by_result[LOST_RACE],
             "failures": dict(failures),
             "lag_seconds": self.lag_seconds,
-            "lease": self.lease,
+            "guard": str(self.guard.state),
+            "guard_took_over": str(self.guard.took_over) if self.guard.took_over else None,
+            "blocked_by": self.guard.holder if self.guard.state is GuardState.BUSY else None,
+            "blocked_seconds": round(self.guard.held_for) if self.guard.held_for is not None else None,
+            "error": self.error,
         }
 
 
@@ -96,6 +97,11 @@ class Handover:
     def __init__(self, store: TokenStore, *, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
+
+    @property
+    def write_budget(self) -> float:
+        """Time to keep for the store-first write and the promotion, each at its worst."""
+        return 2 * self._store.write_worst_seconds
 
     def store_first(self, name: str, new_pair: TokenPair, end: float, *, if_lost: str) -> str | Outcome:
         """Write ``new_pair`` as AWSPENDING (retried until ``end``); its version id, or the failure outcome."""
@@ -126,11 +132,6 @@ class Handover:
             return None
         logger.warning("found a stored but unpromoted pair; promoting it", extra={"secret_name": current.name})
         return self.promote(current.name, pending_version, current.version_id, end, RECOVERED)
-
-    def leased(self, remaining_seconds: float) -> LeaseScope:
-        """The run lease for an invocation with ``remaining_seconds`` left (it outlives the run by a minute)."""
-        lease = self._store.lease(self._store.prefix + RUN_LEASE, owner=os.urandom(16).hex())
-        return LeaseScope(lease, self._clock, ttl=remaining_seconds + 60)
 
     def credential_rejected(self, seen: StoredPair, code: str, reason: str, end: float) -> Outcome:
         """Slack refused the credential of ``seen`` for good. Re-read first: if the pair changed meanwhile, someone
@@ -169,32 +170,3 @@ class Handover:
             },
         )
         return Outcome(current.name, MARKED_REINSTALL, code)
-
-
-class LeaseScope:
-    def __init__(self, lease: Lease, clock: Callable[[], float], ttl: float) -> None:
-        self._lease = lease
-        self._clock = clock
-        self._ttl = ttl
-        self.summary = Summary()
-
-    def __enter__(self) -> Summary:
-        try:
-            if not self._lease.acquire(self._clock(), self._ttl):
-                self.summary.lease = "busy"
-                logger.info("another rotation run holds the lease; nothing to do")
-        except errors.StoreError as error:
-            # The lease is a second guard behind reserved concurrency 1: losing it must not stop rotation, or every
-            # token would expire. Go on unguarded and say so (e.g. the version quota of the lease secret).
-            self.summary.lease = "unavailable"
-            logger.error(
-                "rotation lease unavailable; going on under reserved concurrency alone", extra={"error": str(error)}
-            )
-        return self.summary
-
-    def __exit__(self, *exc: object) -> None:
-        if self.summary.lease == "acquired":
-            try:
-                self._lease.release()
-            except errors.StoreError as error:  # it expires on its own
-                logger.warning("could not release the rotation lease", extra={"error": str(error)})

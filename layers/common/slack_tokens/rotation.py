@@ -1,27 +1,32 @@
-"""Crash-safe rotation of token pairs (SPEC 5).
+"""Crash-safe rotation of token pairs.
 
 The protocol, for one pair whose ``AWSCURRENT`` version is ``V``::
 
-    LIST ──due?──> READ V ──(AWSPENDING P made from V exists?)──yes──> PROMOTE P (recovered)
-                     │ no
-                     v
+    LIST ──due?──> GUARD ──> READ V ──(AWSPENDING P made from V exists?)──yes──> PROMOTE P (recovered)
+                                │ no
+                                v
+                  FENCE: does this run still hold the guard?  no ──> stop (another run owns the pairs now)
+                                │ yes
+                                v
                   REFRESH with V's refresh token  (Slack: the old refresh token now dies after a grace period)
-                     │ new pair N
-                     v
+                                │ new pair N, checked: complete and of V's token type
+                                v
                   STORE FIRST: PutSecretValue N as AWSPENDING   (retried until the invocation's deadline)
-                     │
-                     v
+                                │
+                                v
                   PROMOTE: move AWSCURRENT V -> N, RemoveFromVersionId=V   (compare-and-swap)
-                     │ conflict: someone else (a reinstall) moved AWSCURRENT -> theirs wins, N is dropped
-                     v
+                                │ conflict: someone else (a reinstall) moved AWSCURRENT -> theirs wins, N is dropped
+                                v
                   done: AWSCURRENT = AWSPENDING = N
 
-Guarantees: at most one run works at a time (``Lease`` in the store, plus reserved concurrency 1 in the
-template); a refresh starts only when the time left covers Slack's call and the write; a new pair is written
-before anything else happens; a run that finds N stored but unpromoted promotes it instead of refreshing again.
+Guarantees: at most one run works at a time (the run guard, ``slack_tokens.guard``, plus reserved concurrency 1 in
+the template), and a dead run stops blocking the others within the guard's ttl (15 s); a run checks the guard right
+before every refresh, so a run that was paused past its claim refreshes nothing another run owns; a refresh starts
+only when the time left covers a whole Slack attempt and the writes at their worst; a new pair is written before
+anything else happens; a run that finds N stored but unpromoted promotes it instead of refreshing again.
 The one unavoidable window: a crash after Slack answers and before the first write lands, noticed only after
-Slack's grace period for the old refresh token has passed. Within the grace period the next run refreshes again
-with the same refresh token and nothing is lost.
+Slack's grace period for the old refresh token has passed. Within the grace period the next run (Lambda retries a
+crashed run after about a minute) refreshes again with the same refresh token and nothing is lost.
 
 Costs per due pair: 1 Slack call, 3 Secrets Manager calls (GetSecretValue, PutSecretValue,
 UpdateSecretVersionStage); deciding which pairs are due costs one paginated ListSecrets for all of them.
@@ -38,6 +43,7 @@ from typing import NamedTuple
 
 from slack_tokens import errors
 from slack_tokens.config import AppCredentials
+from slack_tokens.guard import RunGuard
 from slack_tokens.handover import (
     DEFERRED,
     FAILED,
@@ -50,13 +56,19 @@ from slack_tokens.handover import (
     Summary,
     store_failure,
 )
-from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, PairKey, TokenPair, VersionInfo, parse_version_id
+from slack_tokens.models import (
+    ACTIVE,
+    NEEDS_REINSTALL,
+    PairKey,
+    RefreshedToken,
+    TokenPair,
+    VersionInfo,
+    parse_version_id,
+)
 from slack_tokens.observability import logger
 from slack_tokens.slack_client import SlackClient
-from slack_tokens.store import AWSCURRENT, AWSPENDING, CALL_WORST_SECONDS, SecretMeta, TokenStore
+from slack_tokens.store import AWSCURRENT, AWSPENDING, SecretMeta, TokenStore
 
-SLACK_BUDGET = 20.0  # seconds one refresh may take, retries included
-WRITE_BUDGET = 2 * CALL_WORST_SECONDS  # the store-first write and the promotion, each at its worst
 SAFETY = 5.0  # seconds kept at the end of the invocation for the summary and metric flush
 LEGACY_FIELD = "legacy_access_token"
 _REFRESH_NOT_STORED = (
@@ -152,6 +164,7 @@ class Rotator:
         slack: SlackClient,
         credentials: Callable[[], AppCredentials],
         *,
+        guard: RunGuard,
         margin_seconds: int,
         workers: int = 8,
         clock: Callable[[], float] = time.time,
@@ -162,37 +175,45 @@ class Rotator:
         self._handover = Handover(store, clock=clock)
         self._slack = slack
         self._credentials = credentials
+        self._guard = guard
         self._margin = margin_seconds
         self._workers = workers
         self._clock = clock
         self._monotonic = monotonic
-        # Test seam: called at each named step of the protocol (after_refresh, after_store, after_promote).
+        # Test seam: called at each named step of the protocol (before_refresh, after_refresh, after_store,
+        # after_promote).
         self._crash_hook = crash_hook or (lambda step, name: None)
 
     # -- entry points ------------------------------------------------------------------------------------------
 
-    def sweep(self, remaining_seconds: float) -> Summary:
+    def sweep(self, remaining_seconds: float, *, holder: str = "rotation") -> Summary:
         """Rotate every pair that is due (or has a stored-but-unpromoted rotation)."""
         end = self._monotonic() + remaining_seconds - SAFETY
-        now = int(self._clock())
-        candidates = plan(self._store.list_pairs(), self._store.prefix, now, self._margin)
-        if not candidates:  # nothing to do: no lease taken, nothing written
-            return Summary(lease="not_needed")
-        with self._handover.leased(remaining_seconds) as summary:
-            if summary.lease == "busy":
+        candidates = self._plan()
+        summary = Summary()
+        self._report_plan(summary, candidates)
+        if not candidates:  # nothing to do: the guard is not even asked for
+            return summary
+        with self._guard.hold(holder, wait=self._guard_wait(end), summary=summary.to_json) as hold:
+            summary.guard = hold
+            if not hold.state.may_work:
+                summary.outcomes = [Outcome(c.name, DEFERRED, "guard_busy") for c in candidates]
                 return summary
-            summary.due = len(candidates)
-            expiries = [c.expires_at for c in candidates if c.expires_at is not None]
-            summary.lag_seconds = min(expiries) - now if expiries else None
+            if hold.watched:  # another run may have worked while this one waited: look again
+                candidates = self._plan()
+                self._report_plan(summary, candidates)
             with ThreadPoolExecutor(max_workers=self._workers) as pool:
                 summary.outcomes = list(pool.map(lambda c: self._guarded(c, end, force=False), candidates))
-            return summary
+        return summary
 
-    def rotate_one(self, secret_id: str, remaining_seconds: float) -> Summary:
+    def rotate_one(self, secret_id: str, remaining_seconds: float, *, holder: str = "rotation") -> Summary:
         """Rotate one pair now, due or not (``{"secret_id": ...}``)."""
         end = self._monotonic() + remaining_seconds - SAFETY
-        with self._handover.leased(remaining_seconds) as summary:
-            if summary.lease == "busy":
+        summary = Summary(due=1)
+        with self._guard.hold(holder, wait=self._guard_wait(end), summary=summary.to_json) as hold:
+            summary.guard = hold
+            if not hold.state.may_work:
+                summary.outcomes = [Outcome(secret_id, DEFERRED, "guard_busy")]
                 return summary
             meta = self._store.describe(secret_id)
             if meta is None or PairKey.from_secret_name(self._store.prefix, meta.name) is None:
@@ -204,25 +225,32 @@ class Rotator:
             candidate = Candidate(
                 meta.name, current, pending if pending != current else None, info.expires_at if info else None
             )
-            summary.due = 1
             summary.outcomes = [self._guarded(candidate, end, force=True)]
-            return summary
+        return summary
+
+    def _plan(self) -> list[Candidate]:
+        return plan(self._store.list_pairs(), self._store.prefix, int(self._clock()), self._margin)
+
+    def _report_plan(self, summary: Summary, candidates: list[Candidate]) -> None:
+        summary.due = len(candidates)
+        expiries = [c.expires_at for c in candidates if c.expires_at is not None]
+        summary.lag_seconds = min(expiries) - int(self._clock()) if expiries else None
+
+    def _guard_wait(self, end: float) -> float:
+        return self._guard.patience(end - self._monotonic() - self._handover.write_budget)
 
     # -- one pair ----------------------------------------------------------------------------------------------
 
     def _guarded(self, candidate: Candidate, end: float, *, force: bool) -> Outcome:
         try:
             outcome = self._rotate(candidate, end, force=force)
+        except errors.GuardLostError:
+            outcome = Outcome(candidate.name, DEFERRED, "guard_lost")
         except errors.StoreError as exc:
             outcome = Outcome(candidate.name, FAILED, store_failure(exc))
             logger.error("rotation failed at Secrets Manager", extra={"secret_name": candidate.name, "error": str(exc)})
         except errors.SlackApiError as exc:
-            outcome = Outcome(candidate.name, FAILED, f"slack_{exc.category}")
-            log = logger.warning if exc.retryable else logger.error
-            log(
-                "rotation failed at Slack; the pair is unchanged",
-                extra={"secret_name": candidate.name, "slack_error": exc.code, "category": str(exc.category)},
-            )
+            outcome = self._slack_failure(candidate.name, exc)
         except (errors.SlackTokensError, ValueError):
             # CorruptSecretError, a config problem...: this pair fails, the others go on.
             logger.exception("rotation failed", extra={"secret_name": candidate.name})
@@ -234,8 +262,30 @@ class Rotator:
             )
         return outcome
 
+    @staticmethod
+    def _slack_failure(name: str, exc: errors.SlackApiError) -> Outcome:
+        """What a Slack error means for the pair. The pair itself is unchanged in every case."""
+        extra = {"secret_name": name, "slack_error": exc.code, "category": str(exc.category)}
+        if exc.code == "ratelimited" or (isinstance(exc, errors.SlackTransportError) and not exc.request_sent):
+            # Slack did not act (a rate limit whose wait the invocation cannot afford, or no time left to ask).
+            logger.warning("refresh deferred to the next run; the pair is unchanged", extra=extra)
+            return Outcome(name, DEFERRED, "rate_limited" if exc.code == "ratelimited" else "invocation_time")
+        if exc.code == "invalid_response":
+            logger.error(
+                "Slack's refresh answers were incomplete or of the wrong token type; nothing was stored over the "
+                "pair. The used refresh token stays valid for Slack's short grace period only.",
+                extra=extra,
+            )
+            return Outcome(name, FAILED, "invalid_refresh_answer")
+        (logger.warning if exc.retryable else logger.error)(
+            "rotation failed at Slack; the pair is unchanged", extra=extra
+        )
+        return Outcome(name, FAILED, f"slack_{exc.category}")
+
     def _rotate(self, candidate: Candidate, end: float, *, force: bool) -> Outcome:
         name = candidate.name
+        if not self._guard.check():
+            return Outcome(name, DEFERRED, "guard_lost")
         current = self._store.read(name)
         if current.version_id != candidate.current_version and candidate.current_version is not None:
             candidate = candidate._replace(pending_version=None)  # the listing is stale: judge from what we read
@@ -254,19 +304,13 @@ class Rotator:
         now = int(self._clock())
         if not force and pair.expires_at is not None and not is_due(pair.expires_at, now, self._margin, name):
             return Outcome(name, NOT_DUE)
-        if end - self._monotonic() < SLACK_BUDGET + WRITE_BUDGET:
+        if end - self._monotonic() < self._slack.attempt_seconds + self._handover.write_budget:
             return Outcome(name, DEFERRED, "invocation_time")
 
         # Refresh: from here until the write lands, the new pair exists only in this process.
-        credentials = self._credentials()
-        assert pair.refresh_token is not None  # noqa: S101 - legacy pairs returned above
+        self._crash_hook("before_refresh", name)
         try:
-            answer = self._slack.refresh(
-                client_id=credentials.client_id,
-                client_secret=credentials.client_secret,
-                refresh_token=pair.refresh_token,
-                deadline=min(end - WRITE_BUDGET, self._monotonic() + SLACK_BUDGET),
-            )
+            answer = self._refresh(pair, end)
         except errors.InvalidRefreshTokenError:
             reason = "Slack rejected the refresh token (invalid_refresh_token): the customer must reinstall the app"
             return self._handover.credential_rejected(current, "invalid_refresh_token", reason, end)
@@ -291,6 +335,28 @@ class Rotator:
         outcome = self._handover.promote(name, pending_version, current.version_id, end, ROTATED)
         self._crash_hook("after_promote", name)
         return outcome
+
+    def _refresh(self, pair: TokenPair, end: float) -> RefreshedToken:
+        """One refresh through Slack, fenced by the run guard. An unusable answer (incomplete, or of the other
+        token type) is never stored; Slack is asked once more, while the used refresh token is in its grace period.
+        """
+        credentials = self._credentials()
+        assert pair.refresh_token is not None  # noqa: S101 - legacy pairs never get here
+        for attempt in range(2):
+            try:
+                return self._slack.refresh(
+                    client_id=credentials.client_id,
+                    client_secret=credentials.client_secret,
+                    refresh_token=pair.refresh_token,
+                    token_type=pair.token_type,
+                    deadline=end - self._handover.write_budget,
+                    gate=self._guard.check,
+                )
+            except errors.SlackUnknownError as exc:
+                if exc.code != "invalid_response" or attempt == 1:
+                    raise
+                logger.warning("Slack's refresh answer was unusable; asking once more", extra={"error": str(exc)})
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 __all__ = ["LEGACY_FIELD", "Candidate", "Rotator", "is_due", "plan", "refreshed", "spread"]

@@ -43,6 +43,9 @@ EXCHANGE = "oauth.v2.exchange"
 _MAX_BODY = 1 << 20  # Slack's OAuth answers are a few hundred bytes; anything near this is not Slack
 
 
+Gate = Callable[[], bool]  # asked before each attempt: may this caller still send? (the rotator's run guard)
+
+
 class RateLimiter(Protocol):
     """Client-side pacing shared by concurrent callers (see ``slack_tokens.ratelimit``)."""
 
@@ -57,6 +60,14 @@ class RetryPolicy(NamedTuple):
     backoff_cap: float = 4.0
     connect_timeout: float = 3.05
     read_timeout: float = 10.0
+    # Start an attempt only when its full timeouts fit before the deadline. The rotator and the exchange need it:
+    # an attempt cut short by the deadline can lose an answer Slack acted on (a new pair seen by nobody).
+    whole_attempts: bool = False
+
+    @property
+    def attempt_seconds(self) -> float:
+        """The longest one attempt can take."""
+        return self.connect_timeout + self.read_timeout
 
 
 class SlackClient:
@@ -102,18 +113,42 @@ class SlackClient:
         body = self._call(ACCESS, fields, (client_id, client_secret), deadline=deadline, retry_lost_answer=True)
         return parse_oauth_access(body, now=int(self._now()), method=ACCESS)
 
-    def refresh(self, *, client_id: str, client_secret: str, refresh_token: str, deadline: float) -> RefreshedToken:
-        """``oauth.v2.access`` with ``grant_type=refresh_token``: returns ONE new access + refresh token."""
+    def refresh(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        token_type: TokenType,
+        deadline: float,
+        gate: Gate | None = None,
+    ) -> RefreshedToken:
+        """``oauth.v2.access`` with ``grant_type=refresh_token``: returns ONE new access + refresh token, which must
+        be of ``token_type`` (the type of the pair refreshed) and complete, or the answer is refused."""
         fields = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        body = self._call(ACCESS, fields, (client_id, client_secret), deadline=deadline, retry_lost_answer=True)
-        return parse_refresh(body, now=int(self._now()))
+        body = self._call(
+            ACCESS, fields, (client_id, client_secret), deadline=deadline, retry_lost_answer=True, gate=gate
+        )
+        return parse_refresh(body, now=int(self._now()), token_type=token_type)
 
-    def exchange_legacy_token(self, *, client_id: str, client_secret: str, token: str, deadline: float) -> OAuthAccess:
+    def exchange_legacy_token(
+        self, *, client_id: str, client_secret: str, token: str, deadline: float, gate: Gate | None = None
+    ) -> OAuthAccess:
         """``oauth.v2.exchange``: a legacy xoxb/xoxp token becomes an expiring pair. Never repeated blindly."""
         body = self._call(
-            EXCHANGE, {"token": token}, (client_id, client_secret), deadline=deadline, retry_lost_answer=False
+            EXCHANGE,
+            {"token": token},
+            (client_id, client_secret),
+            deadline=deadline,
+            retry_lost_answer=False,
+            gate=gate,
         )
         return parse_oauth_access(body, now=int(self._now()), method=EXCHANGE)
+
+    @property
+    def attempt_seconds(self) -> float:
+        """The longest one attempt can take: a caller that must write Slack's answer keeps this much time for it."""
+        return self._policy.attempt_seconds
 
     # -- transport ---------------------------------------------------------------------------------------------
 
@@ -125,25 +160,31 @@ class SlackClient:
         *,
         deadline: float,
         retry_lost_answer: bool,
+        gate: Gate | None = None,
     ) -> dict[str, Any]:
+        """Send ``method`` until it answers, within ``deadline``. ``gate`` is asked right before every attempt
+        (after any pacing wait): False raises ``GuardLostError`` and nothing is sent."""
         policy = self._policy
         headers = urllib3.util.make_headers(basic_auth=f"{credentials[0]}:{credentials[1]}")
         headers["Content-Type"] = "application/x-www-form-urlencoded"
+        shortest = policy.attempt_seconds if policy.whole_attempts else 0.05
         last: errors.SlackApiError | None = None
         for attempt in range(policy.max_attempts):
             remaining = deadline - self._monotonic()
-            if remaining <= 0.05:
+            if remaining <= shortest:
                 break
-            if self._limiter is not None and not self._limiter.acquire(deadline):
+            if self._limiter is not None and not self._limiter.acquire(deadline - shortest):
                 break
+            if gate is not None and not gate():
+                raise errors.GuardLostError("this run no longer holds the run guard; nothing was sent")
             try:
-                return self._send(method, fields, headers, remaining)
+                return self._send(method, fields, headers, deadline - self._monotonic())
             except errors.SlackApiError as exc:
                 if not _may_repeat(exc, at_most_once=not retry_lost_answer):
                     raise
                 last = exc
             wait = self._backoff(attempt, last)
-            if self._monotonic() + wait >= deadline:
+            if self._monotonic() + wait + shortest >= deadline:
                 break
             if last.retry_after is not None and self._limiter is not None:
                 self._limiter.pause(wait)
@@ -366,11 +407,11 @@ def parse_oauth_access(body: Mapping[str, Any], *, now: int, method: str = ACCES
     )
 
 
-def parse_refresh(body: Mapping[str, Any], *, now: int) -> RefreshedToken:
-    """Parse a refresh answer defensively: only access_token, refresh_token, expires_in and token_type are required."""
-    token_type = body.get("token_type")
-    if token_type not in ("bot", "user"):
-        raise _malformed(ACCESS, "token_type")
+def parse_refresh(body: Mapping[str, Any], *, now: int, token_type: TokenType) -> RefreshedToken:
+    """Parse a refresh answer defensively: only access_token, refresh_token, expires_in and token_type are required,
+    and the token type must be the refreshed pair's (a bot token must never land in a user pair, or the reverse)."""
+    if body.get("token_type") != token_type:
+        raise _malformed(ACCESS, f"token_type (not the refreshed pair's: {token_type})")
     access = _token(body.get("access_token"), ACCESS, "access_token", required=True)
     refresh = _token(body.get("refresh_token"), ACCESS, "refresh_token", required=True)
     expires_at = _expiry(body.get("expires_in"), now, ACCESS)

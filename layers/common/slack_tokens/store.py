@@ -11,8 +11,6 @@ idempotent; ``_retrying`` repeats retryable failures until the caller's deadline
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -139,6 +137,12 @@ class TokenStore:
 
     def name_for(self, key: PairKey) -> str:
         return key.secret_name(self.prefix)
+
+    @property
+    def write_worst_seconds(self) -> float:
+        """The longest one write can take (every attempt at its timeouts): how much time a caller holding a pair
+        nobody else has must keep for storing it."""
+        return CALL_WORST_SECONDS
 
     # -- reads -------------------------------------------------------------------------------------------------
 
@@ -296,9 +300,6 @@ class TokenStore:
             deadline,
         )
 
-    def lease(self, name: str, *, owner: str) -> Lease:
-        return Lease(self._client, name, owner)
-
     # -- plumbing ----------------------------------------------------------------------------------------------
 
     def _call(self, action: str, name: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
@@ -322,112 +323,6 @@ class TokenStore:
                     raise
                 attempt += 1
                 self._sleep(wait)
-
-
-class Lease:
-    """A run-level mutual exclusion held in one secret, taken and released by compare-and-swap on AWSCURRENT.
-
-    The secret has a permanent *free* version (fixed id, pinned by the ``LEASE_FREE`` label). Taking the lease:
-    read AWSCURRENT; if it is the free version, or a claim that has expired, write our claim
-    (``{"owner", "expires_at"}``) as a new version and move AWSCURRENT onto it with ``RemoveFromVersionId`` =
-    the version we read: of two runs racing, exactly one move succeeds. Releasing moves AWSCURRENT back to the
-    free version, writing nothing. So a run costs one new version: Secrets Manager keeps unlabelled versions for
-    24 hours and allows about 100, which a schedule of every 15 minutes or slower stays well under. A crashed
-    holder's claim simply expires.
-    """
-
-    CLAIM_STAGE = "LEASE_CLAIM"
-    FREE_STAGE = "LEASE_FREE"
-    FREE_VERSION = "lease-free-0000000000000000000000"
-
-    def __init__(self, client: Any, name: str, owner: str) -> None:
-        self._client = client
-        self.name = name
-        self.owner = owner
-        self._held_version: str | None = None
-
-    def acquire(self, now: float, ttl: float) -> bool:
-        try:
-            current_version, holder = self._read()
-            if current_version is None:
-                self._create_free()
-                current_version, holder = self._read()
-            if current_version is None:
-                return False
-            if holder.get("owner") not in (None, self.owner) and float(holder.get("expires_at", 0)) > now:
-                return False
-            return self._claim(current_version, now + ttl)
-        except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "Lease", self.name) from None
-
-    def release(self) -> None:
-        held, self._held_version = self._held_version, None
-        if held is None:
-            return
-        try:
-            self._client.update_secret_version_stage(
-                SecretId=self.name, VersionStage=AWSCURRENT, MoveToVersionId=self.FREE_VERSION, RemoveFromVersionId=held
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "InvalidParameterException":
-                raise _translate(exc, "Lease", self.name) from None
-            # Not ours any more (taken over after expiry), or the free version is gone: then free it by value.
-            current_version, _ = self._read()
-            if current_version == held:
-                self._write_and_swap(held, {"owner": None, "expires_at": 0})
-        except BotoCoreError as exc:
-            raise _translate(exc, "Lease", self.name) from None
-
-    def _read(self) -> tuple[str | None, dict[str, Any]]:
-        try:
-            answer = self._client.get_secret_value(SecretId=self.name, VersionStage=AWSCURRENT)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-                return None, {}
-            raise
-        try:
-            holder = json.loads(answer["SecretString"])
-        except ValueError:
-            holder = {}
-        return answer["VersionId"], holder if isinstance(holder, dict) else {}
-
-    def _create_free(self) -> None:
-        try:
-            self._client.create_secret(
-                Name=self.name,
-                ClientRequestToken=self.FREE_VERSION,
-                SecretString=json.dumps({"owner": None, "expires_at": 0}),
-                Description="Rotation lease of slack-token-lifecycle (no token inside).",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ResourceExistsException":
-                return  # another run created it first
-            raise
-        self._client.update_secret_version_stage(
-            SecretId=self.name, VersionStage=self.FREE_STAGE, MoveToVersionId=self.FREE_VERSION
-        )
-
-    def _claim(self, expected: str, expires_at: float) -> bool:
-        return self._write_and_swap(expected, {"owner": self.owner, "expires_at": expires_at})
-
-    def _write_and_swap(self, expected: str, value: dict[str, Any]) -> bool:
-        version = os.urandom(16).hex()
-        self._client.put_secret_value(
-            SecretId=self.name,
-            SecretString=json.dumps(value),
-            ClientRequestToken=version,
-            VersionStages=[self.CLAIM_STAGE],
-        )
-        try:
-            self._client.update_secret_version_stage(
-                SecretId=self.name, VersionStage=AWSCURRENT, MoveToVersionId=version, RemoveFromVersionId=expected
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "InvalidParameterException":
-                return False
-            raise
-        self._held_version = version if value.get("owner") == self.owner else None
-        return True
 
 
 class ConfigSecrets:

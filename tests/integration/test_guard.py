@@ -1,0 +1,191 @@
+"""The run guard on DynamoDB (moto server over HTTP): exclusive, released by a dead run within its ttl, renewed by a
+live one, loud about values no working run writes, and never a reason for rotation to stop."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
+
+from slack_tokens import entrypoints
+from slack_tokens.guard import GuardState, RunGuard, Verdict
+from tests.conftest import GUARD_TABLE, App
+from tests.support.aws import dynamodb_client
+
+TTL = 6.0  # renewals every 2 s: short enough for these tests, long enough for a busy machine
+
+
+@pytest.fixture
+def dynamodb(app: App) -> Any:
+    return dynamodb_client(app.client.meta.endpoint_url)
+
+
+@pytest.fixture
+def guards(dynamodb: Any) -> Iterator[list[RunGuard]]:
+    made: list[RunGuard] = []
+    yield made
+    for guard in made:
+        guard.release()
+
+
+def new_guard(dynamodb: Any, guards: list[RunGuard], ttl: float = TTL) -> RunGuard:
+    guard = RunGuard(lambda: dynamodb, GUARD_TABLE, ttl=ttl)
+    guards.append(guard)
+    return guard
+
+
+def item(dynamodb: Any) -> dict[str, Any]:
+    answer = dynamodb.get_item(TableName=GUARD_TABLE, Key={"name": {"S": "rotation"}}, ConsistentRead=True)
+    return {k: next(iter(v.values())) for k, v in answer.get("Item", {}).items()}
+
+
+def put_claim(dynamodb: Any, **attributes: dict[str, str]) -> None:
+    """The item exactly as some other writer left it."""
+    dynamodb.put_item(TableName=GUARD_TABLE, Item={"name": {"S": "rotation"}, **attributes})
+
+
+def dead_run_claim(now: float, *, expires_in: float, acquired_ago: float = 1.0) -> dict[str, dict[str, str]]:
+    return {
+        "owner": {"S": "dead-run"},
+        "holder": {"S": "RotateFunction/dead"},
+        "acquired_at": {"N": str(now - acquired_ago)},
+        "expires_at": {"N": str(now + expires_in)},
+        "rev": {"S": "rev-of-the-dead-run"},
+    }
+
+
+def test_one_holder_at_a_time_and_letting_go_leaves_the_summary(dynamodb: Any, guards: list[RunGuard]) -> None:
+    first, second = new_guard(dynamodb, guards), new_guard(dynamodb, guards)
+
+    assert first.acquire("first", wait=0).state is GuardState.ACQUIRED
+    busy = second.acquire("second", wait=0)
+    assert busy.state is GuardState.BUSY and busy.holder == "first"
+    first.release({"rotated": 3})
+
+    assert second.acquire("second", wait=0).state is GuardState.ACQUIRED
+    assert json.loads(item(dynamodb)["last_summary"]) == {"rotated": 3}
+
+
+def test_a_dead_runs_claim_lapses_and_the_waiting_run_takes_it(dynamodb: Any, guards: list[RunGuard]) -> None:
+    now = time.time()
+    put_claim(dynamodb, **dead_run_claim(now, expires_in=3))  # what a run killed 12 s into a 15 s claim leaves
+
+    hold = new_guard(dynamodb, guards).acquire("next", wait=10)
+
+    assert hold.state is GuardState.ACQUIRED and hold.took_over is Verdict.LAPSED and hold.watched
+    assert 2 <= hold.waited < 6  # it waited for the lapse, not for a whole ttl or longer
+    assert item(dynamodb)["holder"] == "next"
+
+
+def test_a_live_holder_renews_so_a_waiting_run_gives_up_within_a_renewal(dynamodb: Any, guards: list[RunGuard]) -> None:
+    holder = new_guard(dynamodb, guards)
+    assert holder.acquire("live", wait=0).state is GuardState.ACQUIRED
+
+    hold = new_guard(dynamodb, guards).acquire("other", wait=30)
+
+    assert hold.state is GuardState.BUSY and hold.holder == "live"
+    assert hold.waited < TTL  # it saw the renewal; it did not wait out the 30 s
+    assert holder.check() and holder.state is GuardState.ACQUIRED
+
+
+@pytest.mark.parametrize(
+    ("claim", "verdict"),
+    [
+        ({"expires_in": 10 * 365 * 86400}, Verdict.IMPLAUSIBLE),  # a far-future expiry: no holder writes that
+        ({"expires_in": 10, "acquired_ago": 3600}, Verdict.OVERDUE),  # held longer than any invocation lives
+    ],
+)
+def test_a_claim_no_working_run_writes_is_taken_over_at_once(
+    dynamodb: Any, guards: list[RunGuard], claim: dict[str, float], verdict: Verdict
+) -> None:
+    put_claim(dynamodb, **dead_run_claim(time.time(), **claim))
+
+    hold = new_guard(dynamodb, guards).acquire("next", wait=30)
+
+    assert hold.state is GuardState.TAKEN_OVER and hold.took_over is verdict
+    assert hold.waited < 2
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"owner": {"S": "x"}, "expires_at": {"NULL": True}, "acquired_at": {"N": "1"}, "rev": {"S": "r"}},
+        {"owner": {"S": "x"}, "expires_at": {"S": "tomorrow"}, "acquired_at": {"N": "1"}, "rev": {"S": "r"}},
+        {"owner": {"N": "7"}, "expires_at": {"N": "99999999999"}},
+        {"owner": {"S": "x"}, "expires_at": {"N": "99999999999"}, "acquired_at": {"N": "1"}, "rev": {"N": "3"}},
+        {"something": {"S": "else"}},
+    ],
+)
+def test_a_malformed_guard_value_is_taken_over(dynamodb: Any, guards: list[RunGuard], attributes: dict) -> None:
+    put_claim(dynamodb, **attributes)
+
+    hold = new_guard(dynamodb, guards).acquire("next", wait=30)
+
+    assert hold.state is GuardState.TAKEN_OVER and hold.took_over is Verdict.MALFORMED
+    assert item(dynamodb)["owner"] != "x"
+
+
+def test_a_holder_whose_claim_another_run_took_is_fenced_for_good(dynamodb: Any, guards: list[RunGuard]) -> None:
+    paused = new_guard(dynamodb, guards)
+    assert paused.acquire("paused", wait=0).state is GuardState.ACQUIRED
+    put_claim(dynamodb, **dead_run_claim(time.time(), expires_in=TTL))  # someone took it (after it had lapsed)
+
+    deadline = time.monotonic() + 3 * TTL
+    while paused.state is not GuardState.LOST and time.monotonic() < deadline:
+        time.sleep(0.2)  # the heartbeat's next renewal finds the item owned by another run
+
+    assert paused.state is GuardState.LOST
+    assert not paused.check()
+    assert item(dynamodb)["owner"] == "dead-run"  # the fenced run changed nothing
+    paused.release({"rotated": 1})
+    assert item(dynamodb)["owner"] == "dead-run"  # and letting go of a guard it no longer owns changes nothing
+
+
+def test_a_lost_answer_on_taking_the_guard_still_ends_with_the_claim_held(
+    dynamodb: Any, guards: list[RunGuard]
+) -> None:
+    lost: list[str] = []
+
+    def lose_the_first_answer(**_: Any) -> None:
+        if not lost:
+            lost.append("UpdateItem")
+            raise ReadTimeoutError(endpoint_url="http://moto")  # the write landed; its answer did not
+
+    dynamodb.meta.events.register("after-call.dynamodb.UpdateItem", lose_the_first_answer)
+    try:
+        hold = new_guard(dynamodb, guards).acquire("me", wait=0)
+    finally:
+        dynamodb.meta.events.unregister("after-call.dynamodb.UpdateItem", lose_the_first_answer)
+
+    assert lost and hold.state is GuardState.ACQUIRED
+    assert item(dynamodb)["holder"] == "me"
+    assert new_guard(dynamodb, guards).acquire("other", wait=0).state is GuardState.BUSY
+
+
+def test_a_sweep_with_nothing_due_asks_for_no_guard(app: App, dynamodb: Any) -> None:
+    app.install_teams(["T0001"])  # 12-hour tokens: not due
+
+    assert app.rotate()["guard"] == "not_needed"
+    assert item(dynamodb) == {}
+
+
+def test_rotation_goes_on_when_the_guard_cannot_be_used(app: App) -> None:
+    app.slack.token_lifetime = 3600
+    (name,) = app.install_teams(["T0001"])
+    client = entrypoints.dynamodb_client()
+
+    def access_denied(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetItem")
+
+    client.meta.events.register("before-call.dynamodb.GetItem", access_denied)
+    try:
+        summary = app.rotate()
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.GetItem", access_denied)
+
+    assert summary["guard"] == "unavailable" and summary["rotated"] == 1
+    assert app.slack.is_refresh_token_valid(app.stored(name)["refresh_token"])
