@@ -1,6 +1,7 @@
 """Rotation throughput (SPEC 8): 1,000 due pairs, a fake Slack answering in 100 ms and in 300 ms, enforcing
 Slack's 600/min limit on ``oauth.v2.access``. Reports refreshes per minute vs the limit (target >= 90%), 429s seen
-(target 0), Secrets Manager calls per rotated pair (target <= 3 plus the amortised listing) and peak RSS.
+(target 0), Secrets Manager calls per rotated pair (target <= 3 plus the amortised listing), the run guard's
+DynamoDB calls for the whole run (Secrets Manager versions it writes: none) and peak RSS.
 
 Pairs are seeded through Slack's real code grant (the fake's), so every refresh token is one the fake knows. The
 fake's clock then jumps ahead so seeding calls fall out of its rate-limit window before the sweep starts.
@@ -50,6 +51,7 @@ def run(options: Options, report: Report) -> None:
             else:
                 os.environ[key] = value
     header = ["Slack latency", "pairs", "rotated", "sweep", "refreshes", "429s", "SM calls/pair", "ListSecrets"]
+    header += ["run guard (DynamoDB, whole run)"]
     report.table([*header, "peak RSS*"], rows)
     report.note("* peak RSS of the whole benchmark process, which also hosts moto server and the fake Slack.")
 
@@ -77,12 +79,16 @@ def _seed(slack: Any, store: Any, clock: _Clock, pairs: int) -> None:
 
 
 def _measure(server: Any, pairs: int, latency: float, report: Report) -> list[str]:
+    from local.template import Template
     from slack_tokens.config import AppCredentials
+    from slack_tokens.guard import RunGuard
+    from slack_tokens.guard import make_client as make_guard_client
     from slack_tokens.ratelimit import Pacer
     from slack_tokens.rotation import Rotator
-    from slack_tokens.slack_client import SlackClient
+    from slack_tokens.slack_client import RetryPolicy, SlackClient
     from slack_tokens.store import TokenStore, make_client
-    from tests.conftest import CLIENT_ID, CLIENT_SECRET, PREFIX
+    from tests.conftest import CLIENT_ID, CLIENT_SECRET, GUARD_TABLE, PREFIX
+    from tests.support.aws import create_table
     from tests.support.fake_slack import FakeSlack
 
     server.reset()
@@ -99,6 +105,8 @@ def _measure(server: Any, pairs: int, latency: float, report: Report) -> list[st
         quiet_service_output(),
     ):
         client = make_client()
+        dynamodb = make_guard_client()
+        create_table(dynamodb, GUARD_TABLE, Template.load().resources["RunGuardTable"]["Properties"])
         store = TokenStore(client, PREFIX)
         _seed(slack, store, clock, pairs)
         slack.clear_requests()
@@ -108,12 +116,21 @@ def _measure(server: Any, pairs: int, latency: float, report: Report) -> list[st
         def record(model: Any, params: dict[str, Any], **_: Any) -> None:
             body = json.loads(params.get("body") or b"{}")
             target = str(body.get("SecretId") or body.get("Name") or "")
-            calls.update(["lease" if "/_lease/" in target else model.name])  # the run lease is counted apart
+            calls.update([model.name] if model.name == "ListSecrets" or target.startswith(PREFIX) else [])
 
+        def record_guard(model: Any, **_: Any) -> None:
+            guard_calls.update([model.name])
+
+        guard_calls: Counter[str] = Counter()
         client.meta.events.register("before-call.secrets-manager", record)
+        dynamodb.meta.events.register("before-call.dynamodb", record_guard)
         credentials = AppCredentials(CLIENT_ID, CLIENT_SECRET)
         rotator = Rotator(
-            store, SlackClient(slack.api_url, limiter=Pacer(590)), lambda: credentials, margin_seconds=7200
+            store,
+            SlackClient(slack.api_url, limiter=Pacer(590), policy=RetryPolicy(whole_attempts=True)),
+            lambda: credentials,
+            guard=RunGuard(lambda: dynamodb, GUARD_TABLE),
+            margin_seconds=7200,
         )
         started = time.perf_counter()
         summary = rotator.sweep(900).to_json()
@@ -125,7 +142,7 @@ def _measure(server: Any, pairs: int, latency: float, report: Report) -> list[st
     times = sorted(r.time for r in refreshes)
     per_minute = (len(times) - 1) / (times[-1] - times[0]) * 60 if len(times) > 1 else 0.0
     rotated = summary["rotated"]
-    per_pair = sum(n for op, n in calls.items() if op not in {"ListSecrets", "lease"}) / max(rotated, 1)
+    per_pair = sum(n for op, n in calls.items() if op != "ListSecrets") / max(rotated, 1)
     label = f"{int(latency * 1000)} ms"
     report.check(
         f"throughput at {label}",
@@ -148,5 +165,6 @@ def _measure(server: Any, pairs: int, latency: float, report: Report) -> list[st
         str(throttled),
         f"{per_pair:.2f}",
         str(calls["ListSecrets"]),
+        ", ".join(f"{n} {op}" for op, n in sorted(guard_calls.items())),
         f"{rss / 1024:.0f} MiB",
     ]

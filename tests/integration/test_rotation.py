@@ -92,7 +92,7 @@ def test_secret_id_that_is_not_a_pair_is_a_clear_failure(app: App, secret_id: st
 
 SUMMARY_KEYS = {  # the documented shape of every RotateFunction reply, a refused event's included
     "due", "rotated", "recovered", "failed", "skipped", "needs_reinstall", "deferred", "superseded", "failures",
-    "lag_seconds", "guard", "guard_took_over", "blocked_by", "blocked_seconds", "error",
+    "lag_seconds", "guard", "guard_took_over", "blocked_by", "blocked_seconds", "guard_waited_seconds", "error",
 }  # fmt: skip
 
 

@@ -311,17 +311,21 @@ class RunGuard:
                 ":me": {"S": self._owner},
             }
         )
-        try:
-            self._update(
-                "SET #owner = :free, #released_at = :now, #rev = :rev, #last_summary = :summary, #expires_at = :now",
-                "#owner = :me",
-                names,
-                values,
-            )
-        except _ConditionFailed:
-            pass  # another run took over meanwhile: nothing of ours to let go
-        except _Unavailable as problem:
-            logger.warning("could not let go of the run guard; it lapses on its own", extra={"error": problem.error})
+        update = "SET #owner = :free, #released_at = :now, #rev = :rev, #last_summary = :summary, #expires_at = :now"
+        for attempt in range(3):  # a claim left behind blocks the next run until it lapses: worth two more tries
+            try:
+                self._update(update, "#owner = :me", names, values)
+            except _ConditionFailed:
+                return  # not (or no longer) ours: another run took over, or an earlier try landed
+            except _Unavailable as problem:
+                if attempt == 2:
+                    logger.warning(
+                        "could not let go of the run guard; it lapses on its own", extra={"error": problem.error}
+                    )
+                    return
+                self._sleep(0.2 * (attempt + 1))
+            else:
+                return
 
     # -- steps -------------------------------------------------------------------------------------------------
 

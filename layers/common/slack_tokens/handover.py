@@ -82,6 +82,7 @@ class Summary:
             "guard_took_over": str(self.guard.took_over) if self.guard.took_over else None,
             "blocked_by": self.guard.holder if self.guard.state is GuardState.BUSY else None,
             "blocked_seconds": round(self.guard.held_for) if self.guard.held_for is not None else None,
+            "guard_waited_seconds": round(self.guard.waited, 1),
             "error": self.error,
         }
 
