@@ -12,7 +12,7 @@ VENV_SAM := .venv-sam
 BIN := $(VENV)/bin
 SAM := $(VENV_SAM)/bin/sam
 
-.PHONY: help venv run invoke pairs test lint typecheck unit integration e2e template sam-validate build bench format clean
+.PHONY: help venv run invoke pairs test lint typecheck unit integration e2e template sam-validate build bench soak format clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -74,8 +74,11 @@ build: $(VENV_SAM)/.installed ## sam build without Docker (needs python3.13, the
 	  echo "sam build needs python3.13 on PATH (the functions' runtime); set PYTHON=/path/to/python3.13"; exit 1; }
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM) build
 
-bench: $(BIN)/.installed ## benchmarks: cold start vs the boto3 floor, AWS calls per callback
+bench: $(BIN)/.installed ## benchmarks: cold start vs the boto3 floor, AWS calls per callback, rotation, crash table
 	$(BIN)/python -m bench
+
+soak: $(BIN)/.installed ## chaos soak of rotation (kills, Slack and AWS faults, overlaps): SOAK_ARGS="--seed N --duration S"
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean: ## remove build output and virtualenvs
 	rm -rf .aws-sam $(VENV) $(VENV_SAM) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov artifacts
