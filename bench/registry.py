@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from bench.report import Report
 
 # Modules that register benchmarks, in the order they run. Add e.g. "bench.rotation" here.
-MODULES: tuple[str, ...] = ("bench.cold_start", "bench.aws_calls", "bench.rotation", "bench.crash_table")
+MODULES: tuple[str, ...] = (
+    "bench.cold_start",
+    "bench.aws_calls",
+    "bench.rotation",
+    "bench.installation_store",
+    "bench.crash_table",
+)
 
 
 @dataclass(frozen=True)

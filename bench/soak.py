@@ -76,6 +76,7 @@ class Ledger:
     aws_faults: Counter[str] = field(default_factory=Counter)
     runs: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)  # runs that raised out of the handler, by last line
+    timeouts: list[str] = field(default_factory=list)  # runs still going at their timeout, with their last output
     reinstalls: int = 0
     reinstalls_refused: int = 0
     marked_reinstall: set[str] = field(default_factory=set)
@@ -109,6 +110,10 @@ class Soak:
         self.world.stop()
         self._tmp.cleanup()
 
+    @staticmethod
+    def _timeout(kind: str) -> int:
+        return 300 if kind == "final" else 120
+
     def reinstall(self) -> None:
         from slack_tokens.errors import SlackApiError
 
@@ -126,7 +131,7 @@ class Soak:
     ) -> Run:
         self._counter += 1
         run_id = f"{kind}-{self._counter:04d}"
-        args = ["--request-id", run_id, "--timeout", "120" if kind != "final" else "300"]
+        args = ["--request-id", run_id, "--timeout", str(self._timeout(kind))]
         if secret_id:
             args += ["--secret-id", secret_id]
         if chaos:
@@ -154,6 +159,10 @@ class Soak:
             if run.kill_after is not None and now - run.started >= run.kill_after and run.process.poll() is None:
                 run.process.kill()
                 self.ledger.kills["external"] += 1
+            elif now - run.started > self._timeout(run.kind) + 5 and run.process.poll() is None:
+                run.process.kill()  # Lambda ends an invocation at its timeout: a function error, retried
+                run.kill_after = -1.0
+                self.ledger.timeouts.append(f"{run.id}: " + Path(run.out.name).read_text(errors="replace")[-600:])
             code = run.process.poll()
             if code is None:
                 continue
@@ -327,6 +336,7 @@ def report(soak: Soak, elapsed: float) -> dict[str, Any]:
         "kills": dict(ledger.kills),
         "kills_total": sum(ledger.kills.values()),
         "runs_that_raised": dict(ledger.errors),
+        "runs_at_their_timeout": ledger.timeouts,
         "slack_faults": dict(ledger.slack_faults),
         "aws_faults": dict(ledger.aws_faults),
         "faults_total": sum(ledger.slack_faults.values()) + sum(ledger.aws_faults.values()),

@@ -11,6 +11,7 @@ Endpoints (shapes and error codes follow docs.slack.dev, see SPEC section 2):
 * ``POST /api/oauth.v2.access``          ``authorization_code`` and ``refresh_token`` grants.
 * ``POST /api/oauth.v2.exchange``        legacy xoxb-/xoxp- token -> expiring pair.
 * ``POST /api/auth.test``                identity of an access token.
+* ``POST /api/chat.postMessage``        a message posted with a live access token (kept in ``posts``).
 
 Token rules the fake enforces (the clock is injectable, so tests never sleep):
 
@@ -65,7 +66,8 @@ API_PREFIX = "/api/"
 ACCESS = "oauth.v2.access"
 EXCHANGE = "oauth.v2.exchange"
 AUTH_TEST = "auth.test"
-API_METHODS = frozenset({ACCESS, EXCHANGE, AUTH_TEST})
+POST_MESSAGE = "chat.postMessage"
+API_METHODS = frozenset({ACCESS, EXCHANGE, AUTH_TEST, POST_MESSAGE})
 
 CODE_LIFETIME_SECONDS = 600.0
 PKCE_REFRESH_LIFETIME_SECONDS = 30 * 24 * 3600.0
@@ -116,6 +118,17 @@ class RecordedRequest:
     time: float  # clock() at arrival
     status: int | None  # HTTP status answered; None when the connection was dropped without an answer
     error: str | None  # Slack error code answered, if any
+
+
+@dataclass(frozen=True)
+class Post:
+    """One ``chat.postMessage`` the fake accepted, and the token it was posted with."""
+
+    channel: str
+    text: str = field(repr=False)
+    token: str = field(repr=False)
+    token_type: TokenType
+    ts: str
 
 
 @dataclass(frozen=True)
@@ -254,12 +267,14 @@ class FakeSlack:
         self._access: dict[str, _AccessToken] = {}
         self._refresh: dict[str, _RefreshToken] = {}
         self._requests: list[RecordedRequest] = []
+        self._posts: list[Post] = []
         self._faults: dict[str, deque[_Fault]] = {}
         self._recent_calls: dict[str, deque[float]] = {}
         self._methods: dict[str, Callable[[_Call], dict[str, Any]]] = {
             ACCESS: self._oauth_access,
             EXCHANGE: self._oauth_exchange,
             AUTH_TEST: self._auth_test,
+            POST_MESSAGE: self._post_message,
         }
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -742,6 +757,30 @@ class FakeSlack:
         body["is_enterprise_install"] = installation.is_enterprise_install
         return body
 
+    def _post_message(self, call: _Call) -> dict[str, Any]:
+        """``chat.postMessage``: the token must be a live access token; the message is kept in ``posts``."""
+        token = call.bearer or call.form.get("token", "")
+        record = self._access.get(token) if token else None
+        if record is None:
+            raise _SlackError("not_authed" if not token else "invalid_auth")
+        problem = _access_problem(record, call.now)
+        if problem is not None:
+            raise _SlackError(problem)
+        channel, text = call.form.get("channel", ""), call.form.get("text", "")
+        if not channel:
+            raise _SlackError("channel_not_found")
+        if not text:
+            raise _SlackError("no_text")
+        ts = f"{call.now:.6f}"
+        self._posts.append(Post(channel=channel, text=text, token=token, token_type=record.token_type, ts=ts))
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": text, "type": "message", "ts": ts}}
+
+    @property
+    def posts(self) -> list[Post]:
+        """Every message posted so far, oldest first."""
+        with self._lock:
+            return list(self._posts)
+
     def _refresh_usable(self, record: _RefreshToken, now: float) -> bool:
         if record.revoked or (record.expires_at is not None and now >= record.expires_at):
             return False
@@ -1009,15 +1048,32 @@ def _parse_form(content_type: str | None, body: bytes) -> tuple[dict[str, str], 
         return {}, "missing_post_type"
     message = Message()
     message["Content-Type"] = content_type
+    if message.get_content_type() == "application/json":  # what WebClient sends for chat.postMessage
+        return _parse_json(body)
     if message.get_content_type() != "application/x-www-form-urlencoded":
         return {}, "invalid_post_type"
     if (message.get_content_charset() or "utf-8") not in ("utf-8", "utf8"):
         return {}, "invalid_charset"
+    return _parse_urlencoded(body)
+
+
+def _parse_urlencoded(body: bytes) -> tuple[dict[str, str], str | None]:
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True, errors="strict")
     except ValueError:  # UnicodeDecodeError included
         return {}, "invalid_form_data"
     return dict(pairs), None
+
+
+def _parse_json(body: bytes) -> tuple[dict[str, str], str | None]:
+    """A JSON object body as a dict of strings (other values as their JSON), or Slack's error code."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return {}, "invalid_json"
+    if not isinstance(document, dict):
+        return {}, "json_not_object"
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in document.items()}, None
 
 
 def _pkce_matches(verifier: str | None, challenge: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -542,7 +543,7 @@ def test_fault_drop_after_processing_consumes_the_refresh_token(
 
 def test_fail_next_validates_its_arguments(slack: FakeSlack) -> None:
     with pytest.raises(ValueError, match="unknown API method"):
-        slack.fail_next("chat.postMessage")
+        slack.fail_next("users.list")
     with pytest.raises(ValueError, match="times"):
         slack.fail_next("auth.test", times=0)
 
@@ -570,7 +571,7 @@ def test_latency_delays_answers(http: urllib3.PoolManager) -> None:
 
 
 def test_http_edges(http: urllib3.PoolManager, slack: FakeSlack) -> None:
-    unknown = call(http, slack, "chat.postMessage", {})
+    unknown = call(http, slack, "users.list", {})
     assert (unknown.status, unknown.json()) == (404, {"ok": False, "error": "unknown_method"})
     get = http.request("GET", slack.api_url + "oauth.v2.access")
     assert (get.status, get.headers["Allow"]) == (405, "POST")
@@ -581,7 +582,18 @@ def test_http_edges(http: urllib3.PoolManager, slack: FakeSlack) -> None:
     as_json = http.request(
         "POST", slack.api_url + "auth.test", body=b'{"token":"x"}', headers={"Content-Type": "application/json"}
     )
-    assert as_json.json()["error"] == "invalid_post_type"
+    assert (
+        as_json.json()["error"] == "invalid_auth"
+    )  # JSON bodies are read (WebClient sends them), token "x" is unknown
+    json_type = {"Content-Type": "application/json"}
+    assert http.request("POST", slack.api_url + "auth.test", body=b"[1]", headers=json_type).json()["error"] == (
+        "json_not_object"
+    )
+    assert http.request("POST", slack.api_url + "auth.test", body=b"{", headers=json_type).json()["error"] == (
+        "invalid_json"
+    )
+    as_xml = http.request("POST", slack.api_url + "auth.test", body=b"<x/>", headers={"Content-Type": "text/xml"})
+    assert as_xml.json()["error"] == "invalid_post_type"
     no_type = http.request("POST", slack.api_url + "auth.test", body=b"token=x")
     assert no_type.json()["error"] == "missing_post_type"
     latin1 = http.request(
@@ -754,3 +766,26 @@ def test_hostile_values_are_escaped(http: urllib3.PoolManager, slack: FakeSlack)
     assert "&lt;b&gt;Evil &amp; Co&lt;/b&gt;" in text
     error = authorize(http, slack, client_id=hostile).data.decode()
     assert "<script>" not in error
+
+
+def test_chat_post_message_needs_a_live_token_and_keeps_the_message(
+    http: urllib3.PoolManager, clock: FakeClock
+) -> None:
+    with FakeSlack(clock=clock, token_lifetime=100) as slack:
+        token = slack.add_legacy_token("bot")
+        body = json.dumps({"channel": "C1", "text": "hi"}).encode()
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+
+        def post(bearer: str | None) -> dict[str, Any]:
+            auth = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+            answer = http.request("POST", slack.api_url + "chat.postMessage", body=body, headers={**headers, **auth})
+            return dict(json.loads(answer.data))
+
+        assert post(None)["error"] == "not_authed"
+        assert post("xoxb-unknown")["error"] == "invalid_auth"
+        assert post(token)["ok"] is True
+        slack.revoke(token)
+        assert post(token)["error"] == "token_revoked"
+
+        (kept,) = slack.posts
+        assert (kept.channel, kept.text, kept.token, kept.token_type) == ("C1", "hi", token, "bot")

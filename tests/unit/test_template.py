@@ -815,3 +815,84 @@ def test_cfn_lint_finds_nothing() -> None:
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- what the app's own functions attach -----------------------------------------------------------------------
+
+
+def managed_policy(template: dict[str, Any], name: str) -> dict[str, list[str]]:
+    resource = template["Resources"][name]
+    assert resource["Type"] == "AWS::IAM::ManagedPolicy"
+    return grants(as_list(resource["Properties"]["PolicyDocument"]["Statement"]))
+
+
+def test_the_reader_policy_reads_token_pairs_and_nothing_else(template: dict[str, Any]) -> None:
+    granted = managed_policy(template, "TokenReaderPolicy")
+
+    assert granted == {
+        "secretsmanager:GetSecretValue": [TOKEN_SECRETS_ARN],
+        "secretsmanager:DescribeSecret": [TOKEN_SECRETS_ARN],
+    }
+
+
+def test_the_retirer_policy_also_marks_tags_and_schedules_deletion_only_under_the_prefix(
+    template: dict[str, Any],
+) -> None:
+    granted = managed_policy(template, "TokenRetirerPolicy")
+    document = template["Resources"]["TokenRetirerPolicy"]["Properties"]["PolicyDocument"]
+
+    assert granted.pop("secretsmanager:ListSecrets") == ["*"]  # names only, never a value
+    assert set(granted) == {
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:UpdateSecretVersionStage",
+        "secretsmanager:TagResource",
+        "secretsmanager:DeleteSecret",
+    }
+    assert all(resources == [TOKEN_SECRETS_ARN] for resources in granted.values())
+    assert not {"AppCredentialsSecret", "StateKeySecret", "RunGuardTable"} & referenced_names(document)
+
+
+def test_the_layer_policies_prefix_and_recovery_window_are_exported_for_the_apps_stacks(
+    template: dict[str, Any],
+) -> None:
+    outputs = template["Outputs"]
+    exported = {o["Export"]["Name"]["Fn::Sub"]: o["Value"] for o in outputs.values() if "Export" in o}
+    window = template["Parameters"]["RetiredPairRecoveryDays"]
+
+    assert exported == {
+        "${AWS::StackName}-SharedLayerArn": {"Ref": "SharedLayer"},
+        "${AWS::StackName}-TokenReaderPolicyArn": {"Ref": "TokenReaderPolicy"},
+        "${AWS::StackName}-TokenRetirerPolicyArn": {"Ref": "TokenRetirerPolicy"},
+        "${AWS::StackName}-TokenSecretPrefix": {"Ref": "TokenSecretPrefix"},
+        "${AWS::StackName}-RetiredPairRecoveryDays": {"Ref": "RetiredPairRecoveryDays"},
+    }
+    assert (window["Default"], window["MinValue"], window["MaxValue"]) == (7, 7, 30)  # Secrets Manager's own bounds
+
+
+def test_the_example_bolt_app_imports_only_what_the_stack_exports() -> None:
+    example = load_template((ROOT / "examples" / "bolt-app" / "template.yaml").read_text(encoding="utf-8"))
+    imports = {
+        value["Fn::ImportValue"]["Fn::Sub"].removeprefix("${TokenStackName}-")
+        for value in _walk(example)
+        if isinstance(value, dict) and "Fn::ImportValue" in value
+    }
+    exported = {
+        o["Export"]["Name"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
+        for o in load_template(TEMPLATE_PATH.read_text(encoding="utf-8"))["Outputs"].values()
+        if "Export" in o
+    }
+
+    assert imports == {"SharedLayerArn", "TokenSecretPrefix", "RetiredPairRecoveryDays", "TokenRetirerPolicyArn"}
+    assert imports <= exported
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    yield value
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)

@@ -35,12 +35,13 @@ from slack_tokens.handover import (
     FAILED,
     RECOVERED,
     SKIPPED_REINSTALL,
+    SKIPPED_RETIRED,
     Handover,
     Outcome,
     Summary,
     store_failure,
 )
-from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, OAuthAccess, PairKey, TokenPair, parse_version_id
+from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, REVOKED, OAuthAccess, PairKey, TokenPair, parse_version_id
 from slack_tokens.observability import logger
 from slack_tokens.rotation import LEGACY_FIELD, SAFETY
 from slack_tokens.slack_client import SlackClient
@@ -249,6 +250,8 @@ class Exchanger:
         current = self._store.read(meta.name)
         if current.pair.status == NEEDS_REINSTALL:
             return Outcome(meta.name, SKIPPED_REINSTALL, current.pair.status_reason)
+        if current.pair.status == REVOKED:
+            return Outcome(meta.name, SKIPPED_RETIRED, current.pair.status_reason)
         if not current.pair.is_legacy:
             return Outcome(meta.name, NOT_LEGACY)
         return current

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from slack_tokens import errors
 from slack_tokens.guard import GuardState, Hold
-from slack_tokens.models import NEEDS_REINSTALL, TokenPair
+from slack_tokens.models import NEEDS_REINSTALL, REVOKED, TokenPair
 from slack_tokens.observability import logger
 from slack_tokens.store import AWSCURRENT, AWSPENDING, StoredPair, TokenStore
 
@@ -39,6 +39,10 @@ SKIPPED_LEGACY = "legacy"
 SKIPPED_REINSTALL = "awaiting_reinstall"
 DEFERRED = "deferred"  # not enough time left in this invocation: next run
 MARKED_REINSTALL = "needs_reinstall"
+SKIPPED_RETIRED = "retired"  # revoked (uninstalled): never refreshed again
+RETIRED = "retired_now"  # this call retired the pair
+ALREADY_RETIRED = "already_retired"
+MISSING = "missing"
 FAILED = "failed"
 
 
@@ -65,7 +69,8 @@ class Summary:
         by_result = Counter(o.result for o in self.outcomes)
         failures = Counter(o.reason or "unknown" for o in self.outcomes if o.result == FAILED)
         skipped = sum(
-            by_result[r] for r in (NOT_DUE, SKIPPED_LEGACY, SKIPPED_REINSTALL, DEFERRED, LOST_RACE, SUPERSEDED)
+            by_result[r]
+            for r in (NOT_DUE, SKIPPED_LEGACY, SKIPPED_REINSTALL, SKIPPED_RETIRED, DEFERRED, LOST_RACE, SUPERSEDED)
         )
         return {
             "due": self.due,
@@ -108,6 +113,10 @@ class Handover:
         """Write ``new_pair`` as AWSPENDING (retried until ``end``); its version id, or the failure outcome."""
         try:
             return self._store.stage_pending(name, new_pair, deadline=end)
+        except errors.SecretNotFoundError:
+            # Retired (the workspace uninstalled the app) while Slack answered: nobody needs this pair any more.
+            logger.warning("the pair was retired while it was being refreshed", extra={"secret_name": name})
+            return Outcome(name, SUPERSEDED, "retired")
         except errors.StoreError as exc:
             logger.critical(if_lost, extra={"secret_name": name, "error": str(exc)})
             return Outcome(name, FAILED, "store_first_failed")
@@ -148,6 +157,38 @@ class Handover:
             if recovered is not None:
                 return recovered
         return self._mark_reinstall(seen, code, reason, end)
+
+    def retire(self, name: str, reason: str, *, recovery_days: int, end: float) -> Outcome:
+        """The workspace uninstalled the app (or revoked this pair's tokens): mark the pair ``revoked`` (value and
+        tag) and schedule its secret's deletion after ``recovery_days``. Idempotent.
+
+        The mark is a compare-and-swap from the version read. If a rotation replaced that version meanwhile, the
+        retirement is tried again on the rotated pair; if a reinstall did, the reinstall wins (it came after the
+        uninstall) and nothing is marked.
+        """
+        for _ in range(3):
+            meta = self._store.describe(name)
+            if meta is None:
+                return Outcome(name, MISSING)
+            if meta.deleted:  # retired already (its value cannot even be read until it is restored)
+                return Outcome(meta.name, ALREADY_RETIRED)
+            current = self._store.read(meta.name)
+            if current.pair.status == REVOKED:
+                if not meta.deleted:
+                    self._store.schedule_deletion(meta.name, recovery_days=recovery_days, deadline=end)
+                return Outcome(meta.name, ALREADY_RETIRED)
+            marked = current.pair.with_status(REVOKED, reason, int(self._clock()))
+            version = self._store.stage_pending(meta.name, marked, deadline=end)
+            outcome = self.promote(meta.name, version, current.version_id, end, RETIRED)
+            if outcome.result == RETIRED:
+                self._store.set_status_tag(meta.name, REVOKED, deadline=end)
+                self._store.schedule_deletion(meta.name, recovery_days=recovery_days, deadline=end)
+                logger.info("token pair retired", extra={"secret_name": meta.name, "reason": reason})
+                return outcome
+            winner = self._store.read(meta.name)
+            if winner.pair.rotated_from != current.version_id:
+                return Outcome(meta.name, SUPERSEDED, "reinstalled")  # not a refresh of what we saw: a reinstall
+        return Outcome(name, FAILED, "kept_changing")
 
     def _mark_reinstall(self, current: StoredPair, code: str, reason: str, end: float) -> Outcome:
         """The credential is gone for good: keep the secret, mark value and tag, tell the operators.

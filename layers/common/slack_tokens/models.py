@@ -20,7 +20,8 @@ TOKEN_TYPES: tuple[TokenType, ...] = ("bot", "user")
 
 ACTIVE = "active"
 NEEDS_REINSTALL = "needs_reinstall"
-STATUSES = (ACTIVE, NEEDS_REINSTALL)
+REVOKED = "revoked"  # retired: the app was uninstalled or the tokens revoked; never refreshed, no alarm
+STATUSES = (ACTIVE, NEEDS_REINSTALL, REVOKED)
 
 SCHEMA_VERSION = 1
 
@@ -126,7 +127,9 @@ class PairKey:
 # needs a reinstall and whether a stored-but-unpromoted (AWSPENDING) pair is waiting - without reading a single
 # value and without a tag that could drift from the value it describes (a tag is a separate, non-atomic write).
 
-_VERSION_ID = re.compile(r"^(active|reinstall)-(\d{10}|none)-([0-9a-f]{32})$")
+_VERSION_ID = re.compile(r"^(active|reinstall|revoked)-(\d{10}|none)-([0-9a-f]{32})$")
+_MARKERS = {ACTIVE: "active", NEEDS_REINSTALL: "reinstall", REVOKED: "revoked"}
+_STATUS_OF_MARKER = {marker: status for status, marker in _MARKERS.items()}
 
 
 class VersionInfo(NamedTuple):
@@ -135,7 +138,7 @@ class VersionInfo(NamedTuple):
 
 
 def new_version_id(status: str, expires_at: int | None) -> str:
-    marker = "active" if status == ACTIVE else "reinstall"
+    marker = _MARKERS[status]
     expiry = "none" if expires_at is None else f"{expires_at:010d}"
     return f"{marker}-{expiry}-{os.urandom(16).hex()}"
 
@@ -145,7 +148,7 @@ def parse_version_id(version_id: str) -> VersionInfo | None:
     match = _VERSION_ID.fullmatch(version_id)
     if match is None:
         return None
-    status = ACTIVE if match.group(1) == "active" else NEEDS_REINSTALL
+    status = _STATUS_OF_MARKER[match.group(1)]
     expiry = None if match.group(2) == "none" else int(match.group(2))
     return VersionInfo(status, expiry)
 
@@ -170,6 +173,11 @@ class TokenPair:
     is_enterprise_install: bool
     bot_user_id: str | None = None
     user_id: str | None = None
+    # Bot pairs: who installed the app (``authed_user.id``) and the bot's ``bot_id`` (from ``auth.test``, which the
+    # code exchange does not return). slack_sdk's ``Installation`` needs the first; Bolt ignores its own events by
+    # the second. Pairs stored before these existed have neither.
+    installer_user_id: str | None = None
+    bot_id: str | None = None
     team_name: str | None = None
     enterprise_name: str | None = None
     incoming_webhook: Mapping[str, Any] | None = field(default=None, repr=False)
@@ -214,6 +222,8 @@ class TokenPair:
             body["rotated_from"] = self.rotated_from
         if self.token_type == "bot":
             body["bot_user_id"] = self.bot_user_id
+            body["installer_user_id"] = self.installer_user_id
+            body["bot_id"] = self.bot_id
             body["incoming_webhook"] = dict(self.incoming_webhook) if self.incoming_webhook else None
         else:
             body["user_id"] = self.user_id
@@ -248,7 +258,7 @@ class TokenPair:
         if expires_at is not None and (isinstance(expires_at, bool) or not isinstance(expires_at, int)):
             raise CorruptSecretError("expires_at must be integer Unix seconds or null")
         if status not in STATUSES:
-            raise CorruptSecretError("status must be 'active' or 'needs_reinstall'")
+            raise CorruptSecretError("status must be 'active', 'needs_reinstall' or 'revoked'")
         webhook = body.get("incoming_webhook")
         return cls(
             token_type=token_type,
@@ -261,6 +271,8 @@ class TokenPair:
             enterprise_id=_opt_str(body.get("enterprise_id")),
             is_enterprise_install=bool(body.get("is_enterprise_install", False)),
             bot_user_id=_opt_str(body.get("bot_user_id")),
+            installer_user_id=_opt_str(body.get("installer_user_id")),
+            bot_id=_opt_str(body.get("bot_id")),
             user_id=_opt_str(body.get("user_id")),
             team_name=_opt_str(body.get("team_name")),
             enterprise_name=_opt_str(body.get("enterprise_name")),

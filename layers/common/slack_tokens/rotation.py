@@ -51,6 +51,7 @@ from slack_tokens.handover import (
     ROTATED,
     SKIPPED_LEGACY,
     SKIPPED_REINSTALL,
+    SKIPPED_RETIRED,
     Handover,
     Outcome,
     Summary,
@@ -59,6 +60,7 @@ from slack_tokens.handover import (
 from slack_tokens.models import (
     ACTIVE,
     NEEDS_REINSTALL,
+    REVOKED,
     PairKey,
     RefreshedToken,
     TokenPair,
@@ -299,6 +301,8 @@ class Rotator:
 
         if pair.status == NEEDS_REINSTALL:
             return Outcome(name, SKIPPED_REINSTALL, pair.status_reason)
+        if pair.status == REVOKED:
+            return Outcome(name, SKIPPED_RETIRED, pair.status_reason)
         if pair.is_legacy:
             return Outcome(name, SKIPPED_LEGACY)
         now = int(self._clock())

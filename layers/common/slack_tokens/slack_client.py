@@ -385,6 +385,7 @@ def parse_oauth_access(body: Mapping[str, Any], *, now: int, method: str = ACCES
                 body,
                 "bot",
                 bot_user_id=_id(body.get("bot_user_id"), method, "bot user id"),
+                installer_user_id=user_id,
                 incoming_webhook=webhook if isinstance(webhook, dict) else None,
             )
         elif top_type == "user":  # oauth.v2.exchange of a user token answers with the user token on top

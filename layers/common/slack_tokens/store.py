@@ -71,6 +71,8 @@ def _translate(exc: Exception, action: str, name: str) -> StoreError:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "ResourceNotFoundException":
             return SecretNotFoundError(f"{action}: secret {name} does not exist", code=code)
+        if code == "InvalidRequestException" and "deleted" in str(exc).lower():
+            return SecretNotFoundError(f"{action}: secret {name} is scheduled for deletion (retired)", code=code)
         if code in {"AccessDeniedException", "AccessDenied"}:
             return StoreError(f"{action}: access denied on {name}; check the function's IAM policy", code=code)
         return StoreError(f"{action} on {name} failed: {code}", code=code, retryable=code in _RETRYABLE_CODES)
@@ -168,16 +170,16 @@ class TokenStore:
             pair=TokenPair.from_secret_string(answer["SecretString"]),
         )
 
-    def list_pairs(self) -> Iterator[SecretMeta]:
-        """Every secret under the prefix, with tags and version stages (one paginated ListSecrets)."""
+    def list_pairs(self, under: str = "") -> Iterator[SecretMeta]:
+        """Every secret under the prefix (and ``under`` it, e.g. ``team/T1/``), with tags and version stages, from
+        one paginated ListSecrets."""
+        start = self.prefix + under
         paginator = self._client.get_paginator("list_secrets")
-        pages = paginator.paginate(
-            Filters=[{"Key": "name", "Values": [self.prefix]}], PaginationConfig={"PageSize": 100}
-        )
+        pages = paginator.paginate(Filters=[{"Key": "name", "Values": [start]}], PaginationConfig={"PageSize": 100})
         try:
             for page in pages:
                 for entry in page.get("SecretList", []):
-                    if entry.get("Name", "").startswith(self.prefix):
+                    if entry.get("Name", "").startswith(start):
                         yield SecretMeta.from_api(entry)
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, "ListSecrets", self.prefix) from None
@@ -296,6 +298,19 @@ class TokenStore:
                 self._client.tag_resource,
                 SecretId=name,
                 Tags=_tag_list({STATUS_TAG: status}),
+            ),
+            deadline,
+        )
+
+    def schedule_deletion(self, name: str, *, recovery_days: int, deadline: float) -> None:
+        """DeleteSecret with a recovery window: the secret can be restored (a reinstall does) until it ends."""
+        self._retrying(
+            lambda: self._call(
+                "DeleteSecret",
+                name,
+                self._client.delete_secret,
+                SecretId=name,
+                RecoveryWindowInDays=recovery_days,
             ),
             deadline,
         )

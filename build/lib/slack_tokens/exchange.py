@@ -1,0 +1,326 @@
+"""Migration of legacy, non-expiring tokens to rotating pairs with ``oauth.v2.exchange`` (SPEC 4.4, 5).
+
+The protocol, for one legacy pair whose ``AWSCURRENT`` version is ``L`` (``refresh_token`` null)::
+
+    READ L ──> EXCHANGE L's token  (Slack: once only; the answer cannot be asked for again)
+                 │ new pair N                      │ token_already_exchanged
+                 v                                 v
+              STORE FIRST: PutSecretValue N     AWSPENDING P made from L stored? ──yes──> PROMOTE P (recovered)
+              as AWSPENDING                        │ no
+                 │                                 v
+                 v                              mark L needs_reinstall (the new pair is lost; L keeps working)
+              PROMOTE: AWSCURRENT L -> N, RemoveFromVersionId=L   (conflict: a reinstall won, keep theirs)
+
+N keeps L's token in ``legacy_access_token`` until the rotator's first refresh of N, whose promotion drops it
+(Slack revokes the legacy token at that same moment). The legacy token is never revoked here.
+
+Runs hold the same run guard as the rotator (``slack_tokens.guard``), so an exchange and a rotation never work at
+once, and the guard is checked right before every exchange call. A dry run reads only: no guard, no Slack call,
+no write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from slack_tokens import errors
+from slack_tokens.config import AppCredentials
+from slack_tokens.guard import RunGuard
+from slack_tokens.handover import (
+    DEFERRED,
+    FAILED,
+    RECOVERED,
+    SKIPPED_REINSTALL,
+    SKIPPED_RETIRED,
+    Handover,
+    Outcome,
+    Summary,
+    store_failure,
+)
+from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, REVOKED, OAuthAccess, PairKey, TokenPair, parse_version_id
+from slack_tokens.observability import logger
+from slack_tokens.rotation import LEGACY_FIELD, SAFETY
+from slack_tokens.slack_client import SlackClient
+from slack_tokens.store import AWSCURRENT, SecretMeta, StoredPair, TokenStore
+
+EXCHANGED = "exchanged"
+WOULD_EXCHANGE = "would_exchange"
+NOT_LEGACY = "not_legacy"  # already a rotating pair: nothing to exchange
+NOT_ATTEMPTED = "not_attempted"  # the run stopped before this pair
+
+ROTATION_OFF_HELP = (
+    "token rotation is not enabled for this Slack app: turn it on under the app settings, OAuth & Permissions > "
+    "Advanced token security via token rotation > Opt in, then run the exchange again. Turning rotation on is "
+    "irreversible. No pair was changed and every legacy token keeps working."
+)
+_EXCHANGE_NOT_STORED = (
+    "Slack exchanged the legacy token but the new pair could not be stored; the legacy token keeps working, and "
+    "the workspace must reinstall the app to get a rotating pair"
+)
+ANSWER_LOST_HELP = (
+    "the exchange request reached Slack but its answer was lost: the legacy token keeps working, but Slack will "
+    "not exchange it again (token_already_exchanged); the workspace must reinstall the app to get a rotating pair"
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pure decisions
+# --------------------------------------------------------------------------------------------------------------
+
+
+def plan(metas: Iterable[SecretMeta], prefix: str) -> list[str]:
+    """The legacy pairs under the prefix, decided from listing metadata (the version ids) alone."""
+    names: list[str] = []
+    for meta in metas:
+        if meta.deleted or PairKey.from_secret_name(prefix, meta.name) is None:
+            continue
+        current = meta.version_with(AWSCURRENT)
+        info = parse_version_id(current) if current else None
+        if info is None or (info.status == ACTIVE and info.expires_at is None):  # unknown versions: read to see
+            names.append(meta.name)
+    return sorted(names)
+
+
+def exchanged(old: TokenPair, answer: OAuthAccess, *, legacy_version: str, now: int) -> TokenPair:
+    """The rotating pair that replaces ``old``: the answer's pair of the same type, ``old``'s identity."""
+    fresh = answer.bot if old.token_type == "bot" else answer.user
+    if fresh is None or fresh.refresh_token is None or fresh.expires_at is None:
+        raise errors.SlackUnknownError(
+            "invalid_response",
+            f"the exchange answer holds no rotating {old.token_type} pair",
+            method="oauth.v2.exchange",
+        )
+    return replace(
+        old,
+        access_token=fresh.access_token,
+        refresh_token=fresh.refresh_token,
+        expires_at=fresh.expires_at,
+        scope=fresh.scope or old.scope,
+        app_id=old.app_id or fresh.app_id,
+        team_name=old.team_name or fresh.team_name,
+        enterprise_name=old.enterprise_name or fresh.enterprise_name,
+        status=ACTIVE,
+        status_reason=None,
+        updated_at=now,
+        rotated_from=legacy_version,
+        extra={**old.extra, LEGACY_FIELD: old.access_token},
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Summary
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExchangeSummary:
+    """Rotation's summary (SPEC 4.3) plus ``exchanged``, ``dry_run``, ``would_exchange`` and ``stopped``."""
+
+    run: Summary = field(default_factory=Summary)
+    dry_run: bool = False
+    stopped: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        report = self.run.to_json()
+        by_result = Counter(o.result for o in self.run.outcomes)
+        report["exchanged"] = by_result[EXCHANGED] + by_result[RECOVERED]
+        report["rotated"] = report["exchanged"]  # in an exchange run, a pair "rotated" is a pair migrated
+        report["skipped"] += by_result[NOT_LEGACY] + by_result[NOT_ATTEMPTED]
+        report["not_attempted"] = by_result[NOT_ATTEMPTED]
+        report["dry_run"] = self.dry_run
+        if self.dry_run:
+            report["would_exchange"] = [o.name for o in self.run.outcomes if o.result == WOULD_EXCHANGE]
+        if self.stopped is not None:
+            report["stopped"] = self.stopped
+        return report
+
+
+class _StopRun(Exception):
+    """This pair's error means no other pair can succeed either (app settings or credentials)."""
+
+    def __init__(self, outcome: Outcome, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+
+
+def _slack_failure(name: str, exc: errors.SlackApiError) -> Outcome:
+    """What a Slack error (other than the ones that stop the run) means for one legacy pair, which is unchanged."""
+    if exc.code == "ratelimited":  # Slack did not act, and the wait does not fit this invocation
+        return Outcome(name, DEFERRED, "rate_limited")
+    if isinstance(exc, errors.SlackTransportError):
+        if exc.code == "deadline_exceeded":
+            return Outcome(name, DEFERRED, "invocation_time")
+        if not exc.request_sent:
+            logger.warning("could not reach Slack; the next run retries", extra={"secret_name": name})
+            return Outcome(name, FAILED, "slack_retryable")
+        logger.error(ANSWER_LOST_HELP, extra={"secret_name": name, "slack_error": exc.code})
+        return Outcome(name, FAILED, "answer_lost")
+    log = logger.warning if exc.retryable else logger.error
+    log(
+        "exchange failed at Slack; the pair is unchanged",
+        extra={"secret_name": name, "slack_error": exc.code, "category": str(exc.category)},
+    )
+    return Outcome(name, FAILED, f"slack_{exc.category}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The exchanger
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Exchanger:
+    def __init__(
+        self,
+        store: TokenStore,
+        slack: SlackClient,
+        credentials: Callable[[], AppCredentials],
+        *,
+        guard: RunGuard,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._handover = Handover(store, clock=clock)
+        self._slack = slack
+        self._credentials = credentials
+        self._guard = guard
+        self._clock = clock
+        self._monotonic = monotonic
+
+    def run(
+        self, secret_ids: Sequence[str] | None, *, dry_run: bool, remaining_seconds: float, holder: str = "exchange"
+    ) -> ExchangeSummary:
+        """Exchange the given pairs, or every legacy pair under the prefix when ``secret_ids`` is None."""
+        end = self._monotonic() + remaining_seconds - SAFETY
+        if dry_run:
+            return self._dry_run(secret_ids)
+        result = ExchangeSummary()
+        summary = result.run
+        wait = self._guard.patience(end - self._monotonic() - self._handover.write_budget)
+        with self._guard.hold(holder, wait=wait, summary=result.to_json) as hold:
+            summary.guard = hold
+            if not hold.state.may_work:
+                return result
+            names = self._candidates(secret_ids)
+            summary.due = len(names)
+            for index, name in enumerate(names):
+                try:
+                    summary.outcomes.append(self._guarded(name, end))
+                except _StopRun as stop:
+                    result.stopped = stop.reason
+                    summary.outcomes.append(stop.outcome)
+                    summary.outcomes += [Outcome(rest, NOT_ATTEMPTED, stop.reason) for rest in names[index + 1 :]]
+                    break
+        return result
+
+    # -- candidates --------------------------------------------------------------------------------------------
+
+    def _candidates(self, secret_ids: Sequence[str] | None) -> list[str]:
+        if secret_ids is None:
+            return plan(self._store.list_pairs(), self._store.prefix)
+        return list(dict.fromkeys(secret_ids))
+
+    def _dry_run(self, secret_ids: Sequence[str] | None) -> ExchangeSummary:
+        result = ExchangeSummary(dry_run=True)
+        names = self._candidates(secret_ids)
+        result.run.due = len(names)
+        for name in names:
+            try:
+                current = self._read_pair(name)
+            except errors.StoreError as exc:
+                result.run.outcomes.append(Outcome(name, FAILED, store_failure(exc)))
+                continue
+            if isinstance(current, Outcome):
+                result.run.outcomes.append(current)
+            else:
+                result.run.outcomes.append(Outcome(name, WOULD_EXCHANGE))
+        logger.info("exchange dry run: nothing was changed", extra={"would_exchange": len(result.run.outcomes)})
+        return result
+
+    def _read_pair(self, name: str) -> StoredPair | Outcome:
+        """The legacy pair to exchange, or the outcome that says why this one is not exchanged."""
+        meta = self._store.describe(name)
+        if meta is None or meta.deleted or PairKey.from_secret_name(self._store.prefix, meta.name) is None:
+            return Outcome(name, FAILED, "not_a_token_pair")
+        current = self._store.read(meta.name)
+        if current.pair.status == NEEDS_REINSTALL:
+            return Outcome(meta.name, SKIPPED_REINSTALL, current.pair.status_reason)
+        if current.pair.status == REVOKED:
+            return Outcome(meta.name, SKIPPED_RETIRED, current.pair.status_reason)
+        if not current.pair.is_legacy:
+            return Outcome(meta.name, NOT_LEGACY)
+        return current
+
+    # -- one pair ----------------------------------------------------------------------------------------------
+
+    def _guarded(self, name: str, end: float) -> Outcome:
+        try:
+            outcome = self._exchange(name, end)
+        except errors.GuardLostError:
+            raise _StopRun(Outcome(name, DEFERRED, "guard_lost"), "guard_lost") from None
+        except errors.TokenRotationNotEnabledError:
+            logger.error(ROTATION_OFF_HELP, extra={"secret_name": name, "slack_error": "token_rotation_not_enabled"})
+            raise _StopRun(Outcome(name, FAILED, "token_rotation_not_enabled"), "token_rotation_not_enabled") from None
+        except errors.SlackConfigError as exc:
+            logger.error(
+                "Slack refused the app credentials; fix the app credentials secret, then run the exchange again",
+                extra={"secret_name": name, "slack_error": exc.code},
+            )
+            raise _StopRun(Outcome(name, FAILED, "slack_config"), exc.code) from None
+        except errors.SlackApiError as exc:
+            outcome = _slack_failure(name, exc)
+        except errors.StoreError as exc:
+            logger.error("exchange failed at Secrets Manager", extra={"secret_name": name, "error": str(exc)})
+            return Outcome(name, FAILED, store_failure(exc))
+        except (errors.SlackTokensError, ValueError):
+            logger.exception("exchange failed", extra={"secret_name": name})
+            return Outcome(name, FAILED, "unexpected")
+        if outcome.result != FAILED:
+            logger.info(
+                "exchange outcome", extra={"secret_name": name, "result": outcome.result, "reason": outcome.reason}
+            )
+        return outcome
+
+    def _exchange(self, name: str, end: float) -> Outcome:
+        current = self._read_pair(name)
+        if isinstance(current, Outcome):
+            return current
+        name = current.name
+        if end - self._monotonic() < self._slack.attempt_seconds + self._handover.write_budget:
+            return Outcome(name, DEFERRED, "invocation_time")
+
+        # Exchange: from here until the write lands, the new pair exists only in this process.
+        credentials = self._credentials()
+        try:
+            answer = self._slack.exchange_legacy_token(
+                client_id=credentials.client_id,
+                client_secret=credentials.client_secret,
+                token=current.pair.access_token,
+                deadline=end - self._handover.write_budget,
+                gate=self._guard.check,
+            )
+        except errors.TokenAlreadyExchangedError:
+            # A stored-but-unpromoted exchange made from this version wins; without one the new pair is lost.
+            reason = (
+                "the legacy token was already exchanged (token_already_exchanged) and no stored pair came from it; "
+                "the legacy token keeps working until then, but the customer must reinstall the app"
+            )
+            return self._handover.credential_rejected(current, "token_already_exchanged", reason, end)
+        except errors.SlackGrantError as exc:  # invalid_token, authorization_not_found
+            reason = f"Slack refused the legacy token ({exc.code})"
+            return self._handover.credential_rejected(current, exc.code, reason, end)
+        new_pair = exchanged(current.pair, answer, legacy_version=current.version_id, now=int(self._clock()))
+
+        # Store first, then promote.
+        pending_version = self._handover.store_first(name, new_pair, end, if_lost=_EXCHANGE_NOT_STORED)
+        if isinstance(pending_version, Outcome):
+            return pending_version
+        return self._handover.promote(name, pending_version, current.version_id, end, EXCHANGED)
+
+
+__all__ = ["ExchangeSummary", "Exchanger", "exchanged", "plan"]

@@ -1,0 +1,487 @@
+"""The run guard: one rotation or exchange run works at a time, and a dead run stops blocking within seconds.
+
+The one module that speaks to DynamoDB (boto3). The guard is one item, ``{"name": "rotation"}``, in a table of its
+own that only the rotator's and the exchange's roles can write (rotation and exchange share the item, so the two
+never work at once):
+
+==============  ====================================================================================================
+``owner``        the holding run's random id; ``""`` when free
+``holder``       who holds it, for operators (function name and request id)
+``acquired_at``  when the holder took it (Unix seconds)
+``expires_at``   when the claim ends unless renewed (Unix seconds); a live holder renews it every ``ttl / 3``
+``rev``          a random token that changes with every write: the compare-and-swap handle for taking the guard
+``released_at``, ``last_summary``  what the last holder left when it let go (counts only, never a token)
+==============  ====================================================================================================
+
+**Taking it.** Read the item (strongly consistent) and judge it (``judge``, pure). Free, lapsed, or not a claim any
+live run could have written (expiring further ahead than a holder ever sets, held longer than a Lambda invocation
+can live, or malformed): write our claim on condition that ``rev`` is still what we read, so of two runs racing
+exactly one wins. Held by a live-looking claim: watch it for up to ``wait`` seconds. A live holder renews within
+``ttl / 3`` (the ``rev`` changes: give up, busy); a dead one does not, its claim lapses and we take it.
+
+**Holding it.** A heartbeat thread renews the claim every ``ttl / 3`` on condition that we still own it. ``check()``
+is the fence: true only while a renewal confirmed the claim recently; when the last confirmation is old (the process
+was paused, or DynamoDB is slow) it renews synchronously first. A run paused past its claim finds, on waking, that
+another run took over: its renewal fails and ``check()`` stays false for good.
+
+**Letting go.** Clear the owner, on condition that we still own it, and leave the run's summary.
+
+**When DynamoDB cannot be reached** (or the table is missing, or access is denied) the guard reports
+``UNAVAILABLE``: rotation goes on under the functions' reserved concurrency alone, because a lost guard must never
+stop rotation (every token would expire). A claim whose answer was lost is released anyway, or lapses in ``ttl``.
+
+Costs per run with work to do: 2 calls to take it, one renewal every ``ttl / 3``, one call to let go.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from slack_tokens.observability import logger
+
+ROTATION = "rotation"  # the one guard item; rotation and exchange share it
+DEFAULT_TTL = 15.0
+MIN_TTL, MAX_TTL = 5.0, 60.0
+CLOCK_SKEW = 5.0  # seconds two Lambda hosts' clocks may disagree by (NTP keeps them far closer)
+# Lambda ends every invocation at 15 minutes: a claim taken longer ago than this belongs to no live run.
+LONGEST_RUN = 900.0 + 60.0
+POLL = 1.0  # seconds between looks at a claim held by someone else
+
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def make_client() -> Any:
+    """A DynamoDB client with bounded timeouts (worst case of one call: about 7 s). Honours ``AWS_ENDPOINT_URL``."""
+    config = Config(connect_timeout=1.0, read_timeout=2.0, retries={"mode": "standard", "max_attempts": 2})
+    return boto3.client("dynamodb", config=config)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pure decisions
+# --------------------------------------------------------------------------------------------------------------
+
+
+class GuardState(StrEnum):
+    """What a run knows about the guard (the ``guard`` field of every run summary)."""
+
+    NOT_NEEDED = "not_needed"  # nothing to do: the guard was not asked for
+    ACQUIRED = "acquired"  # this run holds it
+    TAKEN_OVER = "taken_over"  # this run holds it, after taking it from a claim no live run can hold (logged loudly)
+    BUSY = "busy"  # a live run holds it: this run does nothing
+    UNAVAILABLE = "unavailable"  # DynamoDB could not be used: this run works under reserved concurrency alone
+    LOST = "lost"  # this run held it, then another run took over (it was paused or cut off): it stopped working
+
+    @property
+    def may_work(self) -> bool:
+        return self in (GuardState.ACQUIRED, GuardState.TAKEN_OVER, GuardState.UNAVAILABLE)
+
+
+class Verdict(StrEnum):
+    """What a claim we read means to a run that wants the guard."""
+
+    FREE = "free"
+    MINE = "mine"  # our own claim (an earlier attempt whose answer was lost landed)
+    HELD = "held"  # a claim a live run may hold
+    LAPSED = "lapsed"  # its holder stopped renewing: it died, or was paused
+    IMPLAUSIBLE = "implausible"  # it expires further ahead than any holder ever sets
+    OVERDUE = "overdue"  # taken longer ago than any Lambda invocation lives
+    MALFORMED = "malformed"  # not a claim this package writes
+
+    @property
+    def takeable(self) -> bool:
+        return self is not Verdict.HELD
+
+    @property
+    def loud(self) -> bool:
+        """A claim that no working guard leaves behind: taken over, and reported as an error."""
+        return self in (Verdict.IMPLAUSIBLE, Verdict.OVERDUE, Verdict.MALFORMED)
+
+
+class Claim(NamedTuple):
+    """The guard item as read; ``None`` fields where the item lacks (or garbles) them."""
+
+    owner: str | None
+    holder: str
+    acquired_at: float | None
+    expires_at: float | None
+    rev: str | None
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Claim:
+        return cls(
+            owner=_string(item.get("owner")),
+            holder=_string(item.get("holder")) or "",
+            acquired_at=_number(item.get("acquired_at")),
+            expires_at=_number(item.get("expires_at")),
+            rev=_string(item.get("rev")),
+        )
+
+
+def judge(claim: Claim | None, me: str, now: float) -> Verdict:
+    """What ``claim`` means for run ``me`` at ``now`` (Unix seconds)."""
+    if claim is None or claim.owner == "":
+        return Verdict.FREE
+    if claim.owner is None or claim.expires_at is None or claim.acquired_at is None or claim.rev is None:
+        return Verdict.MALFORMED
+    if claim.owner == me:
+        return Verdict.MINE
+    return _by_age(claim.acquired_at, claim.expires_at, now)
+
+
+def _by_age(acquired_at: float, expires_at: float, now: float) -> Verdict:
+    if expires_at <= now:
+        return Verdict.LAPSED
+    if expires_at > now + MAX_TTL + CLOCK_SKEW:
+        return Verdict.IMPLAUSIBLE
+    if now - acquired_at > LONGEST_RUN:
+        return Verdict.OVERDUE
+    return Verdict.HELD
+
+
+def _string(value: Any) -> str | None:
+    return value["S"] if isinstance(value, Mapping) and isinstance(value.get("S"), str) else None
+
+
+def _number(value: Any) -> float | None:
+    if not isinstance(value, Mapping) or not isinstance(value.get("N"), str):
+        return None
+    try:
+        number = float(value["N"])
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The guard
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Hold:
+    """One run's dealings with the guard, as its summary reports them."""
+
+    state: GuardState = GuardState.NOT_NEEDED
+    took_over: Verdict | None = None  # LAPSED / IMPLAUSIBLE / ... when this run took the guard from such a claim
+    holder: str | None = None  # BUSY: who holds it
+    held_for: float | None = None  # BUSY: how long that holder has held it, seconds
+    waited: float = 0.0  # seconds this run spent taking the guard
+    watched: bool = False  # it had to wait for someone else's claim (which then lapsed, or stayed: BUSY)
+    _attempted: bool = field(default=False, repr=False)
+
+
+class _Unavailable(Exception):
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+class RunGuard:
+    """The run guard item ``name`` in DynamoDB table ``table``. One instance serves one run at a time."""
+
+    def __init__(
+        self,
+        client: Callable[[], Any],
+        table: str,
+        *,
+        name: str = ROTATION,
+        ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not MIN_TTL <= ttl <= MAX_TTL:
+            raise ValueError(f"the guard's ttl must be from {MIN_TTL:g} to {MAX_TTL:g} seconds")
+        self._client_factory = client
+        self._table = table
+        self._name = name
+        self.ttl = ttl
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._owner = ""
+        self._confirmed_until = 0.0  # monotonic time until which the last renewal vouches for our claim
+        self._state = GuardState.NOT_NEEDED
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._hold = Hold()  # the current run's, kept up to date (a guard lost mid-run shows in its summary)
+
+    # -- the run's view ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def hold(self, holder: str, *, wait: float, summary: Callable[[], Mapping[str, Any]]) -> Iterator[Hold]:
+        """Take the guard for the block (waiting up to ``wait`` seconds for a dead holder's claim to lapse), and
+        let go of it afterwards, leaving ``summary()`` behind. The block checks ``Hold.state.may_work``."""
+        hold = self.acquire(holder, wait=wait)
+        try:
+            yield hold
+        finally:
+            if hold._attempted:
+                self.release(summary())
+
+    def check(self) -> bool:
+        """The fence, consulted before every call that could refresh or exchange a pair: may this run still work?"""
+        with self._lock:
+            state, confirmed_until = self._state, self._confirmed_until
+        if state is GuardState.UNAVAILABLE:
+            return True
+        if not state.may_work:
+            return False
+        if self._monotonic() + self.ttl / 3 < confirmed_until:
+            return True
+        return self._renew()
+
+    def patience(self, time_left: float) -> float:
+        """How long a run with ``time_left`` seconds to spare waits for someone else's claim: long enough for a
+        dead holder's claim to lapse (its ttl), never longer than it can afford."""
+        return max(0.0, min(self.ttl + 2.0, time_left))
+
+    @property
+    def state(self) -> GuardState:
+        with self._lock:
+            return self._state
+
+    # -- taking and letting go ---------------------------------------------------------------------------------
+
+    def acquire(self, holder: str, *, wait: float) -> Hold:
+        hold = self._hold = Hold(_attempted=True)
+        self._owner = os.urandom(16).hex()
+        self._stop.clear()
+        started = self._monotonic()
+        first_seen: Claim | None = None
+        failures = 0
+        while True:
+            try:
+                claim = self._read()
+                now = self._clock()
+                verdict = judge(claim, self._owner, now)
+                if verdict.takeable and (verdict is Verdict.MINE or self._claim(claim, holder, now)):
+                    return self._held(hold, verdict, claim, started)
+            except _Unavailable as problem:
+                # A write whose answer was lost may have landed: look again (the claim is then ours) before giving up.
+                failures += 1
+                if failures > 2:
+                    return self._unavailable(hold, problem, started)
+                self._sleep(0.2 * failures)
+                continue
+            if verdict.takeable:
+                continue  # another run changed the item first: look again
+            assert claim is not None and claim.expires_at is not None  # noqa: S101 - HELD implies both
+            if first_seen is None:
+                first_seen = claim
+            elif claim.rev != first_seen.rev:
+                return self._busy(hold, claim, now, started)  # it renewed: a live holder
+            remaining = started + wait - self._monotonic()
+            if remaining <= 0:
+                return self._busy(hold, claim, now, started)
+            hold.watched = True
+            self._sleep(min(POLL, remaining, max(0.05, claim.expires_at - now + 0.05)))
+
+    def release(self, summary: Mapping[str, Any] | None = None) -> None:
+        """Let go (if this run still owns the guard) and leave the run's summary. Never raises."""
+        if not self._owner:
+            return
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=self.ttl)
+            self._heartbeat = None
+        with self._lock:
+            self._state = GuardState.NOT_NEEDED
+        names, values = _names("owner", "released_at", "rev", "last_summary", "expires_at")
+        values.update(
+            {
+                ":free": {"S": ""},
+                ":now": {"N": _epoch(self._clock())},
+                ":rev": {"S": os.urandom(16).hex()},
+                ":summary": {"S": json.dumps(dict(summary or {}), separators=(",", ":"), sort_keys=True)},
+                ":me": {"S": self._owner},
+            }
+        )
+        update = "SET #owner = :free, #released_at = :now, #rev = :rev, #last_summary = :summary, #expires_at = :now"
+        for attempt in range(3):  # a claim left behind blocks the next run until it lapses: worth two more tries
+            try:
+                self._update(update, "#owner = :me", names, values)
+            except _ConditionFailed:
+                return  # not (or no longer) ours: another run took over, or an earlier try landed
+            except _Unavailable as problem:
+                if attempt == 2:
+                    logger.warning(
+                        "could not let go of the run guard; it lapses on its own", extra={"error": problem.error}
+                    )
+                    return
+                self._sleep(0.2 * (attempt + 1))
+            else:
+                return
+
+    # -- steps -------------------------------------------------------------------------------------------------
+
+    def _held(self, hold: Hold, verdict: Verdict, claim: Claim | None, started: float) -> Hold:
+        if verdict is Verdict.MINE and claim is not None and claim.expires_at is not None:
+            # Our earlier attempt landed though its answer was lost: the item says how long it vouches for us.
+            with self._lock:
+                self._confirmed_until = self._monotonic() + min(self.ttl, claim.expires_at - self._clock())
+        took_over = verdict if verdict not in (Verdict.FREE, Verdict.MINE) else None
+        state = GuardState.TAKEN_OVER if took_over is not None and took_over.loud else GuardState.ACQUIRED
+        if took_over is not None:
+            log = logger.error if took_over.loud else logger.warning
+            log(
+                "took over the run guard from a claim no live run holds",
+                extra={"verdict": str(took_over), "previous_holder": claim.holder if claim else None},
+            )
+        with self._lock:
+            self._state = state
+        hold.state, hold.took_over = state, took_over
+        hold.waited = self._monotonic() - started
+        self._heartbeat = threading.Thread(target=self._beat, name="run-guard-heartbeat", daemon=True)
+        self._heartbeat.start()
+        return hold
+
+    def _unavailable(self, hold: Hold, problem: _Unavailable, started: float) -> Hold:
+        logger.error(
+            "the run guard is unavailable; going on under reserved concurrency alone",
+            extra={"guard_table": self._table, "error": problem.error},
+        )
+        with self._lock:
+            self._state = GuardState.UNAVAILABLE
+        hold.state = GuardState.UNAVAILABLE
+        hold.waited = self._monotonic() - started
+        return hold
+
+    def _busy(self, hold: Hold, claim: Claim, now: float, started: float) -> Hold:
+        hold.state = GuardState.BUSY
+        hold.holder = claim.holder
+        hold.held_for = max(0.0, now - claim.acquired_at) if claim.acquired_at is not None else None
+        hold.waited = self._monotonic() - started
+        logger.info("another run holds the run guard; nothing to do", extra={"holder": claim.holder})
+        return hold
+
+    def _claim(self, seen: Claim | None, holder: str, now: float) -> bool:
+        """Write our claim over ``seen`` (compare-and-swap on its ``rev``); False when another write came first."""
+        names, values = _names("owner", "holder", "acquired_at", "expires_at", "renewed_at", "rev")
+        sent = self._monotonic()
+        values.update(
+            {
+                ":me": {"S": self._owner},
+                ":holder": {"S": holder[:200]},
+                ":now": {"N": _epoch(now)},
+                ":expires": {"N": _epoch(now + self.ttl)},
+                ":rev": {"S": os.urandom(16).hex()},
+            }
+        )
+        update = (
+            "SET #owner = :me, #holder = :holder, #acquired_at = :now, #expires_at = :expires, "
+            "#renewed_at = :now, #rev = :rev"
+        )
+        if seen is not None and seen.rev is not None:
+            values[":seen"] = {"S": seen.rev}
+            condition = "#rev = :seen"
+        else:  # no item yet, or one without a usable rev (malformed): whoever writes a rev first wins
+            values[":string"] = {"S": "S"}
+            condition = "NOT attribute_type(#rev, :string)"
+        try:
+            self._update(update, condition, names, values)
+        except _ConditionFailed:
+            return False
+        with self._lock:
+            self._confirmed_until = sent + self.ttl
+        return True
+
+    def _renew(self) -> bool:
+        """Push our claim's expiry ahead; False (and the guard lost for good) when another run owns it now."""
+        names, values = _names("owner", "expires_at", "renewed_at", "rev")
+        sent, now = self._monotonic(), self._clock()
+        values.update(
+            {
+                ":me": {"S": self._owner},
+                ":now": {"N": _epoch(now)},
+                ":expires": {"N": _epoch(now + self.ttl)},
+                ":rev": {"S": os.urandom(16).hex()},
+            }
+        )
+        try:
+            self._update("SET #expires_at = :expires, #renewed_at = :now, #rev = :rev", "#owner = :me", names, values)
+        except _ConditionFailed:
+            with self._lock:
+                was, self._state = self._state, GuardState.LOST
+                self._hold.state = GuardState.LOST
+            if was.may_work:
+                logger.warning("another run took over the run guard; this run stops starting new work")
+            return False
+        except _Unavailable as problem:
+            logger.warning("could not renew the run guard", extra={"error": problem.error})
+            with self._lock:
+                return self._state.may_work and self._monotonic() + self.ttl / 3 < self._confirmed_until
+        with self._lock:
+            self._confirmed_until = max(self._confirmed_until, sent + self.ttl)
+            return self._state.may_work
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            with self._lock:
+                if not self._state.may_work:
+                    return
+            self._renew()
+
+    # -- DynamoDB ----------------------------------------------------------------------------------------------
+
+    def _read(self) -> Claim | None:
+        try:
+            answer = self._client_factory().get_item(
+                TableName=self._table, Key={"name": {"S": self._name}}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _Unavailable(_describe(exc)) from None
+        item = answer.get("Item")
+        return Claim.from_item(item) if item else None
+
+    def _update(self, update: str, condition: str, names: dict[str, str], values: dict[str, Any]) -> None:
+        try:
+            self._client_factory().update_item(
+                TableName=self._table,
+                Key={"name": {"S": self._name}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+                raise _ConditionFailed from None
+            raise _Unavailable(_describe(exc)) from None
+        except BotoCoreError as exc:
+            raise _Unavailable(_describe(exc)) from None
+
+
+class _ConditionFailed(Exception):
+    pass
+
+
+def _names(*attributes: str) -> tuple[dict[str, str], dict[str, Any]]:
+    return {f"#{a}": a for a in attributes}, {}
+
+
+def _epoch(seconds: float) -> str:
+    return f"{seconds:.3f}"
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+    return type(exc).__name__
+
+
+__all__ = ["ROTATION", "Claim", "GuardState", "Hold", "RunGuard", "Verdict", "judge", "make_client"]

@@ -1,0 +1,325 @@
+"""The project's own values: token pairs, their identity and how both map to Secrets Manager.
+
+Pure code: no I/O, no clock (callers pass ``now``). Every value that holds a token keeps it out of ``repr`` so
+that a stray log line or traceback cannot print it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, NamedTuple
+
+from slack_tokens.errors import CorruptSecretError
+
+TokenType = Literal["bot", "user"]
+TOKEN_TYPES: tuple[TokenType, ...] = ("bot", "user")
+
+ACTIVE = "active"
+NEEDS_REINSTALL = "needs_reinstall"
+REVOKED = "revoked"  # retired: the app was uninstalled or the tokens revoked; never refreshed, no alarm
+STATUSES = (ACTIVE, NEEDS_REINSTALL, REVOKED)
+
+SCHEMA_VERSION = 1
+
+# Slack ids are short upper-case alphanumerics (T…, E…, U…, W…, B…, A…). Anything else is refused before it can
+# reach a secret name.
+_ID = re.compile(r"^[A-Z0-9]{1,32}$")
+
+
+def valid_slack_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_ID.fullmatch(value))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Identity and secret names
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairKey:
+    """Which installation a token pair belongs to; decides the secret's name.
+
+    Names under the prefix (``slack/tokens/`` by default):
+
+    ============================================  ==========================================
+    plain workspace, bot / user                    ``team/T1/bot`` / ``team/T1/user/U1``
+    workspace inside an Enterprise org             ``enterprise/E1/team/T1/bot`` (``…/user/U1``)
+    org-wide install (no team)                     ``enterprise/E1/bot`` (``…/user/U1``)
+    ============================================  ==========================================
+    """
+
+    token_type: TokenType
+    team_id: str | None
+    enterprise_id: str | None
+    user_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.token_type not in TOKEN_TYPES:
+            raise ValueError(f"token_type must be bot or user, not {self.token_type!r}")
+        if self.team_id is None and self.enterprise_id is None:
+            raise ValueError("a token pair needs a team id or an enterprise id")
+        for label, value in (("team_id", self.team_id), ("enterprise_id", self.enterprise_id)):
+            if value is not None and not valid_slack_id(value):
+                raise ValueError(f"{label} is not a Slack id")
+        if self.token_type == "user":
+            if not valid_slack_id(self.user_id):
+                raise ValueError("a user token pair needs a valid user id")
+        elif self.user_id is not None:
+            raise ValueError("a bot token pair has no user id")
+
+    def secret_name(self, prefix: str) -> str:
+        parts: list[str] = []
+        if self.enterprise_id is not None:
+            parts += ["enterprise", self.enterprise_id]
+        if self.team_id is not None:
+            parts += ["team", self.team_id]
+        parts.append(self.token_type)
+        if self.user_id is not None:
+            parts.append(self.user_id)
+        return prefix + "/".join(parts)
+
+    @classmethod
+    def from_secret_name(cls, prefix: str, name: str) -> PairKey | None:
+        """Inverse of :meth:`secret_name`; ``None`` for names this package did not make."""
+        if not name.startswith(prefix):
+            return None
+        parts = name[len(prefix) :].split("/")
+        enterprise_id = team_id = user_id = None
+        if parts[:1] == ["enterprise"] and len(parts) >= 2:
+            enterprise_id, parts = parts[1], parts[2:]
+        if parts[:1] == ["team"] and len(parts) >= 2:
+            team_id, parts = parts[1], parts[2:]
+        if parts == ["bot"]:
+            token_type: TokenType = "bot"
+        elif len(parts) == 2 and parts[0] == "user":
+            token_type, user_id = "user", parts[1]
+        else:
+            return None
+        try:
+            return cls(token_type, team_id, enterprise_id, user_id)
+        except ValueError:
+            return None
+
+    def tags(self) -> dict[str, str]:
+        """Identity tags set at creation so operators can find pairs by team without reading values."""
+        tags: dict[str, str] = {"slack:token_type": self.token_type}
+        if self.team_id:
+            tags["slack:team_id"] = self.team_id
+        if self.enterprise_id:
+            tags["slack:enterprise_id"] = self.enterprise_id
+        if self.user_id:
+            tags["slack:user_id"] = self.user_id
+        return tags
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Version ids: status and expiry travel with the value
+# --------------------------------------------------------------------------------------------------------------
+#
+# Every version this package writes gets a ClientRequestToken (= VersionId) of the form
+#     <status>-<expires_at as 10 digits, or "none">-<32 hex random>
+# e.g. ``active-1767225600-3f2a…``. ListSecrets returns each secret's version ids with their staging labels, so
+# one paginated listing tells the rotator, for every pair, when its current access token expires, whether it
+# needs a reinstall and whether a stored-but-unpromoted (AWSPENDING) pair is waiting - without reading a single
+# value and without a tag that could drift from the value it describes (a tag is a separate, non-atomic write).
+
+_VERSION_ID = re.compile(r"^(active|reinstall|revoked)-(\d{10}|none)-([0-9a-f]{32})$")
+_MARKERS = {ACTIVE: "active", NEEDS_REINSTALL: "reinstall", REVOKED: "revoked"}
+_STATUS_OF_MARKER = {marker: status for status, marker in _MARKERS.items()}
+
+
+class VersionInfo(NamedTuple):
+    status: str
+    expires_at: int | None
+
+
+def new_version_id(status: str, expires_at: int | None) -> str:
+    marker = _MARKERS[status]
+    expiry = "none" if expires_at is None else f"{expires_at:010d}"
+    return f"{marker}-{expiry}-{os.urandom(16).hex()}"
+
+
+def parse_version_id(version_id: str) -> VersionInfo | None:
+    """What a version id says about its value; ``None`` for versions written by someone else."""
+    match = _VERSION_ID.fullmatch(version_id)
+    if match is None:
+        return None
+    status = _STATUS_OF_MARKER[match.group(1)]
+    expiry = None if match.group(2) == "none" else int(match.group(2))
+    return VersionInfo(status, expiry)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Token pairs
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    """One secret's value (SPEC 4.2). ``refresh_token``/``expires_at`` are ``None`` for legacy tokens."""
+
+    token_type: TokenType
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    expires_at: int | None
+    scope: str
+    app_id: str | None
+    team_id: str | None
+    enterprise_id: str | None
+    is_enterprise_install: bool
+    bot_user_id: str | None = None
+    user_id: str | None = None
+    # Bot pairs: who installed the app (``authed_user.id``) and the bot's ``bot_id`` (from ``auth.test``, which the
+    # code exchange does not return). slack_sdk's ``Installation`` needs the first; Bolt ignores its own events by
+    # the second. Pairs stored before these existed have neither.
+    installer_user_id: str | None = None
+    bot_id: str | None = None
+    team_name: str | None = None
+    enterprise_name: str | None = None
+    incoming_webhook: Mapping[str, Any] | None = field(default=None, repr=False)
+    status: str = ACTIVE
+    status_reason: str | None = None
+    updated_at: int | None = None
+    # The version id this pair was refreshed from: how a later run recognises a stored-but-unpromoted rotation.
+    rotated_from: str | None = None
+    # Fields written by newer versions of this package are kept as they are, so an older reader never drops them.
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def key(self) -> PairKey:
+        user_id = self.user_id if self.token_type == "user" else None
+        team_id = None if self.is_enterprise_install else self.team_id
+        return PairKey(self.token_type, team_id, self.enterprise_id, user_id)
+
+    @property
+    def is_legacy(self) -> bool:
+        return self.refresh_token is None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = dict(self.extra)
+        body.update(
+            schema_version=SCHEMA_VERSION,
+            token_type=self.token_type,
+            access_token=self.access_token,
+            refresh_token=self.refresh_token,
+            expires_at=self.expires_at,
+            scope=self.scope,
+            app_id=self.app_id,
+            team_id=self.team_id,
+            team_name=self.team_name,
+            enterprise_id=self.enterprise_id,
+            enterprise_name=self.enterprise_name,
+            is_enterprise_install=self.is_enterprise_install,
+            status=self.status,
+            status_reason=self.status_reason,
+            updated_at=self.updated_at,
+        )
+        if self.rotated_from is not None:
+            body["rotated_from"] = self.rotated_from
+        if self.token_type == "bot":
+            body["bot_user_id"] = self.bot_user_id
+            body["installer_user_id"] = self.installer_user_id
+            body["bot_id"] = self.bot_id
+            body["incoming_webhook"] = dict(self.incoming_webhook) if self.incoming_webhook else None
+        else:
+            body["user_id"] = self.user_id
+        return body
+
+    def to_secret_string(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_secret_string(cls, raw: str) -> TokenPair:
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise CorruptSecretError("secret value is not JSON") from exc
+        if not isinstance(body, dict):
+            raise CorruptSecretError("secret value is not a JSON object")
+        return cls.from_json(body)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> TokenPair:
+        token_type = body.get("token_type")
+        access_token = body.get("access_token")
+        refresh_token = body.get("refresh_token")
+        expires_at = body.get("expires_at")
+        status = body.get("status", ACTIVE)
+        if token_type not in TOKEN_TYPES:
+            raise CorruptSecretError("token_type must be 'bot' or 'user'")
+        if not isinstance(access_token, str) or not access_token:
+            raise CorruptSecretError("access_token is missing")
+        if refresh_token is not None and not isinstance(refresh_token, str):
+            raise CorruptSecretError("refresh_token must be a string or null")
+        if expires_at is not None and (isinstance(expires_at, bool) or not isinstance(expires_at, int)):
+            raise CorruptSecretError("expires_at must be integer Unix seconds or null")
+        if status not in STATUSES:
+            raise CorruptSecretError("status must be 'active', 'needs_reinstall' or 'revoked'")
+        webhook = body.get("incoming_webhook")
+        return cls(
+            token_type=token_type,
+            access_token=access_token,
+            refresh_token=refresh_token,
+            expires_at=expires_at,
+            scope=_str_or(body.get("scope"), ""),
+            app_id=_opt_str(body.get("app_id")),
+            team_id=_opt_str(body.get("team_id")),
+            enterprise_id=_opt_str(body.get("enterprise_id")),
+            is_enterprise_install=bool(body.get("is_enterprise_install", False)),
+            bot_user_id=_opt_str(body.get("bot_user_id")),
+            installer_user_id=_opt_str(body.get("installer_user_id")),
+            bot_id=_opt_str(body.get("bot_id")),
+            user_id=_opt_str(body.get("user_id")),
+            team_name=_opt_str(body.get("team_name")),
+            enterprise_name=_opt_str(body.get("enterprise_name")),
+            incoming_webhook=webhook if isinstance(webhook, dict) else None,
+            status=status,
+            status_reason=_opt_str(body.get("status_reason")),
+            updated_at=body.get("updated_at") if isinstance(body.get("updated_at"), int) else None,
+            rotated_from=_opt_str(body.get("rotated_from")),
+            extra={k: v for k, v in body.items() if k not in _KNOWN_KEYS},
+        )
+
+    def with_status(self, status: str, reason: str | None, now: int) -> TokenPair:
+        return replace(self, status=status, status_reason=reason, updated_at=now)
+
+
+# The JSON keys this version writes: the field names (``extra`` holds the rest) and the schema version.
+_KNOWN_KEYS = frozenset(f.name for f in fields(TokenPair) if f.name != "extra") | {"schema_version"}
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _str_or(value: object, default: str) -> str:
+    return value if isinstance(value, str) else default
+
+
+class OAuthAccess(NamedTuple):
+    """A parsed ``oauth.v2.access`` (authorization_code) or ``oauth.v2.exchange`` answer: zero, one or two pairs."""
+
+    bot: TokenPair | None
+    user: TokenPair | None
+    app_id: str | None
+    team_id: str | None
+    enterprise_id: str | None
+    is_enterprise_install: bool
+
+    def pairs(self) -> list[TokenPair]:
+        return [pair for pair in (self.bot, self.user) if pair is not None]
+
+
+@dataclass(frozen=True)
+class RefreshedToken:
+    """A parsed ``grant_type=refresh_token`` answer: one new access token and its new refresh token."""
+
+    token_type: TokenType
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_at: int
+    scope: str | None

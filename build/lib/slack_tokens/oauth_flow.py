@@ -1,0 +1,305 @@
+"""The "Add to Slack" flow: start an install, then finish it in the OAuth callback.
+
+The callback is a list of ordered checks, each with a named outcome (used for the page, the log line and the
+``InstallFailed`` metric's ``reason``):
+
+1. ``bad_request``      the event or its query string is malformed                        -> 400
+2. ``cancelled``        Slack sent ``error=access_denied`` (the user chose Cancel)          -> 200 friendly page
+   ``slack_error``      Slack sent another ``error``                                          -> 400
+3. ``missing_state`` / ``missing_cookie`` / ``invalid_state`` / ``cookie_mismatch`` / ``expired_state``
+                        the browser cannot prove it started this install (no Slack call)     -> 400 / 401
+4. ``missing_code``     no usable ``code``                                                    -> 400
+5. exchange with Slack: ``invalid_code`` (400), ``permission`` (403), ``slack_config`` (500, logged loudly),
+   ``slack_unavailable`` (503), ``slack_error`` (502)
+6. store every pair (retried until the invocation's deadline): ``storage_failed``            -> 500
+7. ``installed``        success page, or 302 to ``INSTALL_SUCCESS_URL``; the state cookie is cleared.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from slack_tokens import errors, http, pages
+from slack_tokens.config import Settings
+from slack_tokens.observability import logger
+from slack_tokens.slack_client import SlackClient
+from slack_tokens.state import COOKIE_NAME, STATE_TTL_SECONDS, StateSigner
+from slack_tokens.store import ConfigSecrets, StoredPair, TokenStore
+
+INSTALL_PATH = "/slack/install"
+CALLBACK_PATH = "/slack/oauth_redirect"
+_CODE = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
+_SLACK_ERROR = re.compile(r"^[a-z0-9_]{1,64}$")
+_STATE_STATUS = {"invalid_state": 401, "cookie_mismatch": 401}
+_SLACK_CALL_BUDGET = 12.0  # seconds the code exchange may take, retries included
+_STORE_RESERVE = 12.0  # seconds kept for the writes after Slack answers (a read and a write at their worst)
+
+
+class Result(NamedTuple):
+    """What a handler returns (``response``) and records (``outcome`` is the metric reason)."""
+
+    response: http.Response
+    outcome: str
+    ok: bool
+    stored: tuple[str, ...] = ()
+
+
+class OAuthFlow:
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: ConfigSecrets,
+        slack: SlackClient,
+        store: TokenStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._secrets = secrets
+        self._slack = slack
+        self._store = store
+        self._clock = clock
+        self._monotonic = monotonic
+        self._signer: tuple[str, StateSigner] | None = None
+
+    # -- GET /slack/install ------------------------------------------------------------------------------------
+
+    def start_install(self, event: Mapping[str, Any]) -> Result:
+        try:
+            request = http.Request.from_event(event)
+        except http.BadRequestError as exc:
+            return self._fail(400, "bad_request", "Bad request", str(exc), None)
+        try:
+            redirect_uri = self._redirect_uri(request)
+            credentials = self._secrets.app_credentials()
+            issued = self._state_signer().issue(int(self._clock()), pkce=self._settings.pkce_enabled)
+        except (errors.ConfigError, errors.StoreError) as exc:
+            logger.error("install cannot start: configuration problem", extra={"error": str(exc)})
+            return self._fail(
+                500,
+                "config",
+                "Install unavailable",
+                "The app is not configured correctly. The operators have been told.",
+                None,
+            )
+        params = {
+            "client_id": credentials.client_id,
+            "scope": ",".join(self._settings.scopes),
+            "user_scope": ",".join(self._settings.user_scopes),
+            "redirect_uri": redirect_uri,
+            "state": issued.state,
+        }
+        if issued.code_challenge:
+            params.update(code_challenge=issued.code_challenge, code_challenge_method="S256")
+        team = request.query.get("team", "")
+        if re.fullmatch(r"[TE][A-Z0-9]{1,31}", team):
+            params["team"] = team
+        cookie = http.set_cookie(COOKIE_NAME, issued.nonce, max_age=STATE_TTL_SECONDS)
+        response = http.redirect(http.with_query(self._settings.authorize_url, params), cookies=[cookie])
+        return Result(response, "started", ok=True)
+
+    # -- GET /slack/oauth_redirect -----------------------------------------------------------------------------
+
+    def finish_install(self, event: Mapping[str, Any], remaining_seconds: float) -> Result:
+        end = self._monotonic() + remaining_seconds - 1.0
+        try:
+            request = http.Request.from_event(event)
+        except http.BadRequestError as exc:
+            return self._fail(400, "bad_request", "Bad request", str(exc), None)
+        install_url = self._install_url(request)
+
+        # 1. Slack reported an error (the user pressed Cancel, or something else went wrong at Slack).
+        if "error" in request.query:
+            slack_error = request.query["error"]
+            if slack_error == "access_denied":
+                return Result(
+                    http.html(200, pages.cancelled(install_url), cookies=[self._clear()]), "cancelled", ok=False
+                )
+            shown = slack_error if _SLACK_ERROR.fullmatch(slack_error) else "unknown"
+            return self._fail(400, "slack_error", "Install failed", f"Slack reported: {shown}.", install_url)
+
+        # 2. The browser must prove it started this install: signed state bound to the cookie's nonce.
+        state, nonce = request.query.get("state"), request.cookies.get(COOKIE_NAME)
+        stateless = not state and not nonce and self._settings.allow_stateless_org_install
+        if not stateless:
+            try:
+                self._state_signer().verify(state, nonce, int(self._clock()))
+            except errors.StateError as exc:
+                status = _STATE_STATUS.get(exc.reason, 400)
+                return self._fail(
+                    status,
+                    exc.reason,
+                    "Install link not valid",
+                    f"{exc} Please start the install again from the same browser.",
+                    install_url,
+                )
+            except (errors.ConfigError, errors.StoreError) as exc:
+                logger.error("callback cannot verify state: configuration problem", extra={"error": str(exc)})
+                return self._fail(
+                    500, "config", "Install unavailable", "The app is not configured correctly.", install_url
+                )
+
+        # 3. A code to exchange.
+        code = request.query.get("code", "")
+        if not _CODE.fullmatch(code):
+            return self._fail(
+                400, "missing_code", "Install link not valid", "Slack did not send an authorization code.", install_url
+            )
+
+        # 4. Exchange it (one Slack call, retried only where that is safe).
+        try:
+            credentials = self._secrets.app_credentials()
+            verifier = self._state_signer().pkce_verifier(nonce) if self._settings.pkce_enabled and nonce else None
+            deadline = min(self._monotonic() + _SLACK_CALL_BUDGET, end - _STORE_RESERVE)
+            access = self._slack.exchange_code(
+                client_id=credentials.client_id,
+                client_secret=credentials.client_secret,
+                code=code,
+                redirect_uri=self._redirect_uri(request),
+                code_verifier=verifier,
+                deadline=deadline,
+            )
+        except errors.SlackApiError as exc:
+            return self._slack_failure(exc, install_url)
+        except (errors.ConfigError, errors.StoreError) as exc:
+            logger.error("callback cannot exchange the code: configuration problem", extra={"error": str(exc)})
+            return self._fail(500, "config", "Install unavailable", "The app is not configured correctly.", install_url)
+        pairs = access.pairs()
+        if not pairs:
+            return self._fail(502, "no_tokens", "Install failed", "Slack returned no tokens.", install_url)
+
+        # 5. Store every pair before anything else can go wrong: these tokens exist nowhere else. A failure on one
+        #    pair does not stop the others (the bot pair failing must not lose the user pair too).
+        stored: list[StoredPair] = []
+        failed: list[str] = []
+        for pair in pairs:
+            try:
+                stored.append(self._store.save_installation(pair, deadline=end))
+            except errors.StoreError as exc:
+                failed.append(self._store.name_for(pair.key))
+                logger.error(
+                    "Slack issued tokens but they could not be stored; the customer must install again",
+                    extra={
+                        "secret_name": failed[-1],
+                        "error": str(exc),
+                        "team_id": pair.team_id,
+                        "enterprise_id": pair.enterprise_id,
+                    },
+                )
+        if failed:
+            return self._fail(
+                500,
+                "storage_failed",
+                "Install not saved",
+                "Slack approved the install but we could not save it. Please install again.",
+                install_url,
+                stored=tuple(s.name for s in stored),
+            )
+        names = tuple(s.name for s in stored)
+        logger.info(
+            "installation stored",
+            extra={
+                "secret_names": list(names),
+                "team_id": access.team_id,
+                "enterprise_id": access.enterprise_id,
+                "is_enterprise_install": access.is_enterprise_install,
+                "stateless": stateless,
+            },
+        )
+
+        # 6. Done.
+        cookies = [self._clear()]
+        if self._settings.success_url:
+            params = {k: v for k, v in (("team", access.team_id), ("enterprise", access.enterprise_id)) if v}
+            return Result(
+                http.redirect(http.with_query(self._settings.success_url, params), cookies=cookies),
+                "installed",
+                ok=True,
+                stored=names,
+            )
+        workspace = pairs[0].team_name or pairs[0].enterprise_name
+        return Result(http.html(200, pages.installed(workspace), cookies=cookies), "installed", ok=True, stored=names)
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def _slack_failure(self, exc: errors.SlackApiError, install_url: str | None) -> Result:
+        category = exc.category
+        log = {"slack_error": exc.code, "category": str(category), "http_status": exc.http_status}
+        if isinstance(exc, errors.SlackGrantError):
+            logger.warning("Slack rejected the authorization code", extra=log)
+            return self._fail(
+                400,
+                "invalid_code",
+                "Install link already used",
+                "This install link was already used or has expired.",
+                install_url,
+            )
+        if category is errors.Category.PERMISSION:
+            logger.warning("Slack refused the install", extra=log)
+            return self._fail(403, "permission", "Install not allowed", f"Slack said: {exc.code}.", install_url)
+        if category in (errors.Category.CONFIG, errors.Category.REQUEST):
+            self._secrets.invalidate()
+            logger.error("Slack rejected our app configuration; check the client id/secret and redirect URL", extra=log)
+            return self._fail(
+                500,
+                "slack_config",
+                "Install unavailable",
+                "The app is not configured correctly. The operators have been told.",
+                install_url,
+            )
+        if category is errors.Category.RETRYABLE:
+            logger.warning("Slack unavailable during the code exchange", extra=log)
+            return self._fail(
+                503,
+                "slack_unavailable",
+                "Slack is busy",
+                "Slack did not answer in time. Please try again in a minute.",
+                install_url,
+            )
+        logger.error("Slack returned an unexpected error during the code exchange", extra=log)
+        return self._fail(502, "slack_error", "Install failed", f"Slack said: {exc.code}.", install_url)
+
+    def _fail(
+        self,
+        status: int,
+        outcome: str,
+        title: str,
+        message: str,
+        install_url: str | None,
+        *,
+        stored: tuple[str, ...] = (),
+    ) -> Result:
+        if self._settings.failure_url and status != 500:
+            location = http.with_query(self._settings.failure_url, {"reason": outcome})
+            return Result(http.redirect(location, cookies=[self._clear()]), outcome, ok=False, stored=stored)
+        body = pages.failed(title, message, install_url)
+        return Result(http.html(status, body, cookies=[self._clear()]), outcome, ok=False, stored=stored)
+
+    @staticmethod
+    def _clear() -> str:
+        return http.clear_cookie(COOKIE_NAME)
+
+    def _state_signer(self) -> StateSigner:
+        key = self._secrets.state_key()
+        if self._signer is None or self._signer[0] != key:
+            self._signer = (key, StateSigner(key))
+        return self._signer[1]
+
+    def _redirect_uri(self, request: http.Request) -> str:
+        if self._settings.redirect_uri:
+            return self._settings.redirect_uri
+        if not request.host:
+            raise errors.ConfigError("SLACK_REDIRECT_URI is not set and the request has no host to derive it from")
+        return f"https://{request.host}{CALLBACK_PATH}"
+
+    def _install_url(self, request: http.Request) -> str | None:
+        try:
+            parts = urlsplit(self._redirect_uri(request))
+        except errors.ConfigError:
+            return None
+        return f"{parts.scheme}://{parts.netloc}{INSTALL_PATH}"

@@ -1,0 +1,366 @@
+"""Crash-safe rotation of token pairs.
+
+The protocol, for one pair whose ``AWSCURRENT`` version is ``V``::
+
+    LIST ──due?──> GUARD ──> READ V ──(AWSPENDING P made from V exists?)──yes──> PROMOTE P (recovered)
+                                │ no
+                                v
+                  FENCE: does this run still hold the guard?  no ──> stop (another run owns the pairs now)
+                                │ yes
+                                v
+                  REFRESH with V's refresh token  (Slack: the old refresh token now dies after a grace period)
+                                │ new pair N, checked: complete and of V's token type
+                                v
+                  STORE FIRST: PutSecretValue N as AWSPENDING   (retried until the invocation's deadline)
+                                │
+                                v
+                  PROMOTE: move AWSCURRENT V -> N, RemoveFromVersionId=V   (compare-and-swap)
+                                │ conflict: someone else (a reinstall) moved AWSCURRENT -> theirs wins, N is dropped
+                                v
+                  done: AWSCURRENT = AWSPENDING = N
+
+Guarantees: at most one run works at a time (the run guard, ``slack_tokens.guard``, plus reserved concurrency 1 in
+the template), and a dead run stops blocking the others within the guard's ttl (15 s); a run checks the guard right
+before every refresh, so a run that was paused past its claim refreshes nothing another run owns; a refresh starts
+only when the time left covers a whole Slack attempt and the writes at their worst; a new pair is written before
+anything else happens; a run that finds N stored but unpromoted promotes it instead of refreshing again.
+The one unavoidable window: a crash after Slack answers and before the first write lands, noticed only after
+Slack's grace period for the old refresh token has passed. Within the grace period the next run (Lambda retries a
+crashed run after about a minute) refreshes again with the same refresh token and nothing is lost.
+
+Costs per due pair: 1 Slack call, 3 Secrets Manager calls (GetSecretValue, PutSecretValue,
+UpdateSecretVersionStage); deciding which pairs are due costs one paginated ListSecrets for all of them.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import NamedTuple
+
+from slack_tokens import errors
+from slack_tokens.config import AppCredentials
+from slack_tokens.guard import RunGuard
+from slack_tokens.handover import (
+    DEFERRED,
+    FAILED,
+    NOT_DUE,
+    ROTATED,
+    SKIPPED_LEGACY,
+    SKIPPED_REINSTALL,
+    SKIPPED_RETIRED,
+    Handover,
+    Outcome,
+    Summary,
+    store_failure,
+)
+from slack_tokens.models import (
+    ACTIVE,
+    NEEDS_REINSTALL,
+    REVOKED,
+    PairKey,
+    RefreshedToken,
+    TokenPair,
+    VersionInfo,
+    parse_version_id,
+)
+from slack_tokens.observability import logger
+from slack_tokens.slack_client import SlackClient
+from slack_tokens.store import AWSCURRENT, AWSPENDING, SecretMeta, TokenStore
+
+SAFETY = 5.0  # seconds kept at the end of the invocation for the summary and metric flush
+LEGACY_FIELD = "legacy_access_token"
+_REFRESH_NOT_STORED = (
+    "Slack issued a new pair that could not be stored; a run within Slack's grace period can still recover it "
+    "by refreshing again"
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pure decisions
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Candidate(NamedTuple):
+    name: str
+    current_version: str | None
+    pending_version: str | None  # AWSPENDING on a version that is not AWSCURRENT: maybe an unpromoted rotation
+    expires_at: int | None
+
+
+def spread(name: str, margin: int) -> int:
+    """A stable per-pair offset in [0, margin/2): pairs installed together do not all fall due together."""
+    return zlib.crc32(name.encode("utf-8")) % max(1, margin // 2)
+
+
+def is_due(expires_at: int, now: int, margin: int, name: str) -> bool:
+    return expires_at - now <= margin + spread(name, margin)
+
+
+def plan(metas: Iterable[SecretMeta], prefix: str, now: int, margin: int) -> list[Candidate]:
+    """Which pairs this run must look at, most urgent first, decided from listing metadata alone."""
+    due: list[Candidate] = []
+    for meta in metas:
+        if meta.deleted or PairKey.from_secret_name(prefix, meta.name) is None:
+            continue
+        current = meta.version_with(AWSCURRENT)
+        pending = meta.version_with(AWSPENDING)
+        pending = pending if pending != current else None
+        info = parse_version_id(current) if current else None
+        pending_info = parse_version_id(pending) if pending else None
+        if pending is not None and _may_be_unpromoted(pending_info, info):
+            due.append(Candidate(meta.name, current, pending, info.expires_at if info else None))
+        elif info is None:  # a version we did not write (edited by hand?): read it to find out
+            due.append(Candidate(meta.name, current, None, None))
+        elif info.status == ACTIVE and info.expires_at is not None and is_due(info.expires_at, now, margin, meta.name):
+            due.append(Candidate(meta.name, current, None, info.expires_at))
+    return sorted(due, key=lambda c: (c.expires_at is not None, c.expires_at or 0))
+
+
+def _may_be_unpromoted(pending: VersionInfo | None, current: VersionInfo | None) -> bool:
+    """A rotation made from the current version always expires later than it. A pending version that does not
+    is a leftover (e.g. a reinstall replaced the pair after a rotation) and needs no read."""
+    if pending is None or current is None or pending.expires_at is None or current.expires_at is None:
+        return True
+    return pending.expires_at > current.expires_at
+
+
+def refreshed(
+    old: TokenPair,
+    *,
+    new_access: str,
+    new_refresh: str,
+    expires_at: int,
+    scope: str | None,
+    rotated_from: str,
+    now: int,
+) -> TokenPair:
+    """The pair after a refresh. The legacy token (kept after an exchange) is dropped with this promotion."""
+    extra = {k: v for k, v in old.extra.items() if k != LEGACY_FIELD}
+    return replace(
+        old,
+        access_token=new_access,
+        refresh_token=new_refresh,
+        expires_at=expires_at,
+        scope=scope or old.scope,
+        status=ACTIVE,
+        status_reason=None,
+        updated_at=now,
+        rotated_from=rotated_from,
+        extra=extra,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The rotator
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Rotator:
+    def __init__(
+        self,
+        store: TokenStore,
+        slack: SlackClient,
+        credentials: Callable[[], AppCredentials],
+        *,
+        guard: RunGuard,
+        margin_seconds: int,
+        workers: int = 8,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        crash_hook: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._handover = Handover(store, clock=clock)
+        self._slack = slack
+        self._credentials = credentials
+        self._guard = guard
+        self._margin = margin_seconds
+        self._workers = workers
+        self._clock = clock
+        self._monotonic = monotonic
+        # Test seam: called at each named step of the protocol (before_refresh, after_refresh, after_store,
+        # after_promote).
+        self._crash_hook = crash_hook or (lambda step, name: None)
+
+    # -- entry points ------------------------------------------------------------------------------------------
+
+    def sweep(self, remaining_seconds: float, *, holder: str = "rotation") -> Summary:
+        """Rotate every pair that is due (or has a stored-but-unpromoted rotation)."""
+        end = self._monotonic() + remaining_seconds - SAFETY
+        candidates = self._plan()
+        summary = Summary()
+        self._report_plan(summary, candidates)
+        if not candidates:  # nothing to do: the guard is not even asked for
+            return summary
+        with self._guard.hold(holder, wait=self._guard_wait(end), summary=summary.to_json) as hold:
+            summary.guard = hold
+            if not hold.state.may_work:
+                summary.outcomes = [Outcome(c.name, DEFERRED, "guard_busy") for c in candidates]
+                return summary
+            if hold.watched:  # another run may have worked while this one waited: look again
+                candidates = self._plan()
+                self._report_plan(summary, candidates)
+            with ThreadPoolExecutor(max_workers=self._workers) as pool:
+                summary.outcomes = list(pool.map(lambda c: self._guarded(c, end, force=False), candidates))
+        return summary
+
+    def rotate_one(self, secret_id: str, remaining_seconds: float, *, holder: str = "rotation") -> Summary:
+        """Rotate one pair now, due or not (``{"secret_id": ...}``)."""
+        end = self._monotonic() + remaining_seconds - SAFETY
+        summary = Summary(due=1)
+        with self._guard.hold(holder, wait=self._guard_wait(end), summary=summary.to_json) as hold:
+            summary.guard = hold
+            if not hold.state.may_work:
+                summary.outcomes = [Outcome(secret_id, DEFERRED, "guard_busy")]
+                return summary
+            meta = self._store.describe(secret_id)
+            if meta is None or PairKey.from_secret_name(self._store.prefix, meta.name) is None:
+                summary.outcomes = [Outcome(secret_id, FAILED, "not_a_token_pair")]
+                return summary
+            current = meta.version_with(AWSCURRENT)
+            pending = meta.version_with(AWSPENDING)
+            info = parse_version_id(current) if current else None
+            candidate = Candidate(
+                meta.name, current, pending if pending != current else None, info.expires_at if info else None
+            )
+            summary.outcomes = [self._guarded(candidate, end, force=True)]
+        return summary
+
+    def _plan(self) -> list[Candidate]:
+        return plan(self._store.list_pairs(), self._store.prefix, int(self._clock()), self._margin)
+
+    def _report_plan(self, summary: Summary, candidates: list[Candidate]) -> None:
+        summary.due = len(candidates)
+        expiries = [c.expires_at for c in candidates if c.expires_at is not None]
+        summary.lag_seconds = min(expiries) - int(self._clock()) if expiries else None
+
+    def _guard_wait(self, end: float) -> float:
+        return self._guard.patience(end - self._monotonic() - self._handover.write_budget)
+
+    # -- one pair ----------------------------------------------------------------------------------------------
+
+    def _guarded(self, candidate: Candidate, end: float, *, force: bool) -> Outcome:
+        try:
+            outcome = self._rotate(candidate, end, force=force)
+        except errors.GuardLostError:
+            outcome = Outcome(candidate.name, DEFERRED, "guard_lost")
+        except errors.StoreError as exc:
+            outcome = Outcome(candidate.name, FAILED, store_failure(exc))
+            logger.error("rotation failed at Secrets Manager", extra={"secret_name": candidate.name, "error": str(exc)})
+        except errors.SlackApiError as exc:
+            outcome = self._slack_failure(candidate.name, exc)
+        except (errors.SlackTokensError, ValueError):
+            # CorruptSecretError, a config problem...: this pair fails, the others go on.
+            logger.exception("rotation failed", extra={"secret_name": candidate.name})
+            outcome = Outcome(candidate.name, FAILED, "unexpected")
+        if outcome.result != FAILED:
+            logger.info(
+                "rotation outcome",
+                extra={"secret_name": outcome.name, "result": outcome.result, "reason": outcome.reason},
+            )
+        return outcome
+
+    @staticmethod
+    def _slack_failure(name: str, exc: errors.SlackApiError) -> Outcome:
+        """What a Slack error means for the pair. The pair itself is unchanged in every case."""
+        extra = {"secret_name": name, "slack_error": exc.code, "category": str(exc.category)}
+        if exc.code == "ratelimited" or (isinstance(exc, errors.SlackTransportError) and not exc.request_sent):
+            # Slack did not act (a rate limit whose wait the invocation cannot afford, or no time left to ask).
+            logger.warning("refresh deferred to the next run; the pair is unchanged", extra=extra)
+            return Outcome(name, DEFERRED, "rate_limited" if exc.code == "ratelimited" else "invocation_time")
+        if exc.code == "invalid_response":
+            logger.error(
+                "Slack's refresh answers were incomplete or of the wrong token type; nothing was stored over the "
+                "pair. The used refresh token stays valid for Slack's short grace period only.",
+                extra=extra,
+            )
+            return Outcome(name, FAILED, "invalid_refresh_answer")
+        (logger.warning if exc.retryable else logger.error)(
+            "rotation failed at Slack; the pair is unchanged", extra=extra
+        )
+        return Outcome(name, FAILED, f"slack_{exc.category}")
+
+    def _rotate(self, candidate: Candidate, end: float, *, force: bool) -> Outcome:
+        name = candidate.name
+        if not self._guard.check():
+            return Outcome(name, DEFERRED, "guard_lost")
+        current = self._store.read(name)
+        if current.version_id != candidate.current_version and candidate.current_version is not None:
+            candidate = candidate._replace(pending_version=None)  # the listing is stale: judge from what we read
+        pair = current.pair
+
+        # Recover: a previous run stored a refreshed pair made from this version but did not promote it.
+        if candidate.pending_version is not None:
+            recovered = self._handover.recover(current, candidate.pending_version, end)
+            if recovered is not None:
+                return recovered
+
+        if pair.status == NEEDS_REINSTALL:
+            return Outcome(name, SKIPPED_REINSTALL, pair.status_reason)
+        if pair.status == REVOKED:
+            return Outcome(name, SKIPPED_RETIRED, pair.status_reason)
+        if pair.is_legacy:
+            return Outcome(name, SKIPPED_LEGACY)
+        now = int(self._clock())
+        if not force and pair.expires_at is not None and not is_due(pair.expires_at, now, self._margin, name):
+            return Outcome(name, NOT_DUE)
+        if end - self._monotonic() < self._slack.attempt_seconds + self._handover.write_budget:
+            return Outcome(name, DEFERRED, "invocation_time")
+
+        # Refresh: from here until the write lands, the new pair exists only in this process.
+        self._crash_hook("before_refresh", name)
+        try:
+            answer = self._refresh(pair, end)
+        except errors.InvalidRefreshTokenError:
+            reason = "Slack rejected the refresh token (invalid_refresh_token): the customer must reinstall the app"
+            return self._handover.credential_rejected(current, "invalid_refresh_token", reason, end)
+        new_pair = refreshed(
+            pair,
+            new_access=answer.access_token,
+            new_refresh=answer.refresh_token,
+            expires_at=answer.expires_at,
+            scope=answer.scope,
+            rotated_from=current.version_id,
+            now=int(self._clock()),
+        )
+        self._crash_hook("after_refresh", name)
+
+        # Store first.
+        pending_version = self._handover.store_first(name, new_pair, end, if_lost=_REFRESH_NOT_STORED)
+        if isinstance(pending_version, Outcome):
+            return pending_version
+        self._crash_hook("after_store", name)
+
+        # Promote (compare-and-swap).
+        outcome = self._handover.promote(name, pending_version, current.version_id, end, ROTATED)
+        self._crash_hook("after_promote", name)
+        return outcome
+
+    def _refresh(self, pair: TokenPair, end: float) -> RefreshedToken:
+        """One refresh through Slack, fenced by the run guard. An unusable answer (incomplete, or of the other
+        token type) is never stored; Slack is asked once more, while the used refresh token is in its grace period.
+        """
+        credentials = self._credentials()
+        assert pair.refresh_token is not None  # noqa: S101 - legacy pairs never get here
+        for attempt in range(2):
+            try:
+                return self._slack.refresh(
+                    client_id=credentials.client_id,
+                    client_secret=credentials.client_secret,
+                    refresh_token=pair.refresh_token,
+                    token_type=pair.token_type,
+                    deadline=end - self._handover.write_budget,
+                    gate=self._guard.check,
+                )
+            except errors.SlackUnknownError as exc:
+                if exc.code != "invalid_response" or attempt == 1:
+                    raise
+                logger.warning("Slack's refresh answer was unusable; asking once more", extra={"error": str(exc)})
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+__all__ = ["LEGACY_FIELD", "Candidate", "Rotator", "is_due", "plan", "refreshed", "spread"]
