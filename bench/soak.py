@@ -285,6 +285,20 @@ class Soak:
     def lost(self) -> list[str]:
         return sorted(self.ledger.marked_reinstall | {name for name in self.names if not self.world.healthy(name)})
 
+    def story(self, name: str) -> list[str]:
+        """What every run said about one pair (for a lost pair: how it was lost), oldest first."""
+        lines: list[str] = []
+        for run in self.runs:
+            for line in Path(run.out.name).read_text(errors="replace").splitlines():
+                if name in line and '"message"' in line:
+                    record = json.loads(line)
+                    extra = {k: v for k, v in record.items() if k in {"result", "reason", "slack_error", "error"}}
+                    lines.append(f"{record['timestamp']} {run.id}{' (killed)' if run.killed else ''}: "
+                                 f"{record['message']} {extra}")  # fmt: skip
+            if run.killed and name in Path(run.out.name).read_text(errors="replace"):
+                lines.append(f"{run.id} was killed")
+        return lines
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n")[0])
@@ -325,6 +339,7 @@ def report(soak: Soak, elapsed: float) -> dict[str, Any]:
     stretches = soak.blocked_stretches()
     lost = soak.lost()
     return {
+        "lost_pair_stories": {name: soak.story(name) for name in lost},
         "seed": soak.args.seed,
         "duration_seconds": round(elapsed),
         "pairs": soak.args.pairs,

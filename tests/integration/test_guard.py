@@ -189,3 +189,38 @@ def test_rotation_goes_on_when_the_guard_cannot_be_used(app: App) -> None:
 
     assert summary["guard"] == "unavailable" and summary["rotated"] == 1
     assert app.slack.is_refresh_token_valid(app.stored(name)["refresh_token"])
+
+
+def test_noted_pairs_stay_on_the_claim_until_safe_and_a_run_taking_over_inherits_them(
+    dynamodb: Any, guards: list[RunGuard]
+) -> None:
+    dying = new_guard(dynamodb, guards)
+    assert dying.acquire("dying", wait=0).state is GuardState.ACQUIRED
+    assert dying.note("slack/tokens/team/T1/bot") and dying.note("slack/tokens/team/T2/bot")
+    dying.done("slack/tokens/team/T1/bot")
+    assert dying._renew()  # the next renewal drops what is safe
+    assert set(item(dynamodb)["in_flight"]) == {"slack/tokens/team/T2/bot"}
+    dying._stop.set()  # the run dies: no more renewals, and no letting go
+
+    hold = new_guard(dynamodb, guards).acquire("next", wait=2 * TTL)
+
+    assert hold.took_over is Verdict.LAPSED and hold.inherited == ("slack/tokens/team/T2/bot",)
+
+
+def test_noting_a_pair_is_also_the_fence(dynamodb: Any, guards: list[RunGuard]) -> None:
+    paused = new_guard(dynamodb, guards)
+    assert paused.acquire("paused", wait=0).state is GuardState.ACQUIRED
+    put_claim(dynamodb, **dead_run_claim(time.time(), expires_in=TTL))  # another run owns it now
+
+    assert not paused.note("slack/tokens/team/T1/bot")  # refused by DynamoDB, however fresh the local view
+    assert paused.state is GuardState.LOST and "in_flight" not in item(dynamodb)
+
+
+def test_letting_go_clears_the_noted_pairs(dynamodb: Any, guards: list[RunGuard]) -> None:
+    guard = new_guard(dynamodb, guards)
+    guard.acquire("me", wait=0)
+    guard.note("slack/tokens/team/T1/bot")
+
+    guard.release({"rotated": 1})
+
+    assert "in_flight" not in item(dynamodb) and item(dynamodb)["owner"] == ""

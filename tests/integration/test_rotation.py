@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from slack_tokens import entrypoints
 from slack_tokens.guard import GuardState, RunGuard
-from tests.conftest import GUARD_TABLE, App
+from tests.conftest import GUARD_TABLE, App, LogCapture
 from tests.support.aws import dynamodb_client
 from tests.support.observed import metric_values
 
@@ -207,6 +207,39 @@ def test_a_retry_after_the_run_cannot_afford_defers_the_pair_unchanged(due_app: 
     assert summary["deferred"] == 1 and summary["failed"] == 0, summary
     assert summary["failures"] == {} and due_app.stored(name) == before
     assert due_app.slack.is_refresh_token_valid(before["refresh_token"])  # Slack did not act: the next run can
+
+
+def test_a_refresh_slack_may_have_acted_on_is_asked_again_through_rate_limits_inside_the_grace_period(
+    due_app: App,
+) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    old = due_app.stored(name)["refresh_token"]
+    due_app.slack.fail_next("oauth.v2.access", drop_after_processing=True)  # Slack refreshed; the answer was lost
+    due_app.slack.fail_next("oauth.v2.access", status=429, retry_after=1, times=4)  # then only rate limits
+
+    summary = due_app.rotate()
+
+    assert summary["rotated"] == 1 and summary["deferred"] == 0, summary  # never "deferred, unchanged"
+    assert due_app.slack.refresh_count(old) == 2  # the lost answer's refresh, then the one kept, same token
+    assert_usable(due_app, name)
+
+
+def test_when_asking_again_cannot_help_any_more_the_spent_refresh_token_is_reported_loudly(
+    due_app: App, logs: LogCapture
+) -> None:
+    (name,) = due_app.install_teams(["T0001"])
+    before = due_app.stored(name)
+    due_app.slack.fail_next("oauth.v2.access", drop_after_processing=True)
+    due_app.slack.fail_next("oauth.v2.access", status=429, retry_after=30, times=20)
+    rotator, waits = virtual_time_rotator()
+
+    summary = rotator.sweep(900).to_json()
+
+    assert summary["failed"] == 1 and summary["failures"] == {"answer_lost": 1} and summary["deferred"] == 0
+    assert 50 <= sum(waits) <= 120  # it kept asking for about the grace horizon, not the whole invocation
+    assert due_app.stored(name) == before
+    (critical,) = [r for r in logs.records() if r["level"] == "CRITICAL"]
+    assert "grace period" in critical["message"] and critical["secret_name"] == name
 
 
 @pytest.mark.parametrize("answers", [1, 2])

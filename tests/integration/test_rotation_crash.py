@@ -207,3 +207,20 @@ def wait_until(condition: Any, *, what: str, timeout: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
+
+
+def test_the_run_that_takes_over_refreshes_first_what_the_dead_run_was_refreshing(app: App) -> None:
+    (victim,) = due_pairs(app, ["T0001"])
+    original = app.stored(victim)["refresh_token"]
+    killed("--kill-at", "after_refresh")  # its used refresh token now lives only for the grace period
+    app.slack.token_lifetime = 1800  # ...while five pairs more urgent than it fall due
+    more_urgent = app.install_teams([f"T{i:04d}" for i in range(2, 7)])
+    app.slack.token_lifetime = LONG
+    app.slack.clear_requests()
+
+    summary = finished(rotator_process(ROTATION_WORKERS="1"))
+
+    assert summary["rotated"] == 6 and summary["guard_took_over"] == "lapsed", summary
+    first = refreshes(app)[0]
+    assert first.form["refresh_token"] == original  # the dead run's pair, before the more urgent ones
+    assert all(usable(app, name) for name in [victim, *more_urgent])

@@ -199,6 +199,30 @@ def test_a_retry_after_that_fits_before_the_deadline_is_waited_for(
     assert sleeps == [1] and slack.refresh_count(old) == 1 and new.refresh_token != old
 
 
+def test_a_failed_call_says_when_an_earlier_attempt_may_have_been_acted_on(
+    slack: FakeSlack, client: SlackClient
+) -> None:
+    old = bot_refresh_token(slack, client)
+    slack.fail_next(ACCESS, drop_after_processing=True)
+    slack.fail_next(ACCESS, status=429, retry_after=0, times=3)
+
+    with pytest.raises(errors.SlackRetryableError) as caught:
+        client.refresh(**CREDENTIALS, refresh_token=old, token_type="bot", deadline=within())
+
+    assert caught.value.code == "ratelimited" and caught.value.maybe_acted  # the last word is not the whole story
+    assert slack.refresh_count(old) == 1
+
+
+def test_a_rate_limit_with_no_lost_answer_before_it_did_not_act(slack: FakeSlack, client: SlackClient) -> None:
+    old = bot_refresh_token(slack, client)
+    slack.fail_next(ACCESS, status=429, retry_after=0, times=4)
+
+    with pytest.raises(errors.SlackRetryableError) as caught:
+        client.refresh(**CREDENTIALS, refresh_token=old, token_type="bot", deadline=within())
+
+    assert not caught.value.maybe_acted and slack.refresh_count(old) == 0
+
+
 @pytest.mark.parametrize(
     ("token_type", "rewrite"),
     [

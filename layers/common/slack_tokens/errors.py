@@ -104,6 +104,9 @@ class SlackApiError(SlackTokensError):
         self.method = method
         self.http_status = http_status
         self.retry_after = retry_after
+        # Set by the client when an earlier attempt of the same call may have been acted on by Slack (its answer
+        # was lost): a refresh token presented then is in its grace period, even if this error says "not done".
+        self.maybe_acted = False
 
     @property
     def retryable(self) -> bool:

@@ -118,15 +118,19 @@ class Claim(NamedTuple):
     acquired_at: float | None
     expires_at: float | None
     rev: str | None
+    in_flight: tuple[str, ...] = ()
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Claim:
+        names = item.get("in_flight")
+        in_flight = names.get("SS") if isinstance(names, Mapping) else None
         return cls(
             owner=_string(item.get("owner")),
             holder=_string(item.get("holder")) or "",
             acquired_at=_number(item.get("acquired_at")),
             expires_at=_number(item.get("expires_at")),
             rev=_string(item.get("rev")),
+            in_flight=tuple(sorted(n for n in in_flight if isinstance(n, str))) if isinstance(in_flight, list) else (),
         )
 
 
@@ -179,6 +183,7 @@ class Hold:
     holder: str | None = None  # BUSY: who holds it
     held_for: float | None = None  # BUSY: how long that holder has held it, seconds
     waited: float = 0.0  # seconds this run spent taking the guard
+    inherited: tuple[str, ...] = ()  # what the claim taken over was refreshing when its run stopped: do these first
     watched: bool = False  # it had to wait for someone else's claim (which then lapsed, or stayed: BUSY)
     _attempted: bool = field(default=False, repr=False)
 
@@ -219,6 +224,7 @@ class RunGuard:
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._hold = Hold()  # the current run's, kept up to date (a guard lost mid-run shows in its summary)
+        self._finished: set[str] = set()  # noted names done since the last renewal, to drop from the item
 
     # -- the run's view ----------------------------------------------------------------------------------------
 
@@ -244,6 +250,34 @@ class RunGuard:
         if self._monotonic() + self.ttl / 3 < confirmed_until:
             return True
         return self._renew()
+
+    def note(self, name: str) -> bool:
+        """Record on the claim, before its refresh is sent, that this run is refreshing ``name``: a run that takes
+        the guard over after this one died does those pairs first, while their used refresh tokens still work.
+        The write is conditional on owning the guard, so it is the fence too: False means stop (another run took
+        over). When DynamoDB cannot be reached, the local check decides."""
+        with self._lock:
+            state = self._state
+            self._finished.discard(name)
+        if state is GuardState.UNAVAILABLE:
+            return True
+        if not state.may_work:
+            return False
+        names, values = _names("owner", "in_flight")
+        values.update({":me": {"S": self._owner}, ":name": {"SS": [name]}})
+        try:
+            self._update("ADD #in_flight :name", "#owner = :me", names, values)
+        except _ConditionFailed:
+            self._lose()
+            return False
+        except _Unavailable:
+            return self.check()
+        return True
+
+    def done(self, name: str) -> None:
+        """The pair ``name`` noted earlier is safe now (stored, or never refreshed); the next renewal drops it."""
+        with self._lock:
+            self._finished.add(name)
 
     def patience(self, time_left: float) -> float:
         """How long a run with ``time_left`` seconds to spare waits for someone else's claim: long enough for a
@@ -301,7 +335,7 @@ class RunGuard:
             self._heartbeat = None
         with self._lock:
             self._state = GuardState.NOT_NEEDED
-        names, values = _names("owner", "released_at", "rev", "last_summary", "expires_at")
+        names, values = _names("owner", "released_at", "rev", "last_summary", "expires_at", "in_flight")
         values.update(
             {
                 ":free": {"S": ""},
@@ -311,7 +345,10 @@ class RunGuard:
                 ":me": {"S": self._owner},
             }
         )
-        update = "SET #owner = :free, #released_at = :now, #rev = :rev, #last_summary = :summary, #expires_at = :now"
+        update = (
+            "SET #owner = :free, #released_at = :now, #rev = :rev, #last_summary = :summary, #expires_at = :now "
+            "REMOVE #in_flight"
+        )
         for attempt in range(3):  # a claim left behind blocks the next run until it lapses: worth two more tries
             try:
                 self._update(update, "#owner = :me", names, values)
@@ -335,6 +372,8 @@ class RunGuard:
             with self._lock:
                 self._confirmed_until = self._monotonic() + min(self.ttl, claim.expires_at - self._clock())
         took_over = verdict if verdict not in (Verdict.FREE, Verdict.MINE) else None
+        if took_over is not None and claim is not None:
+            hold.inherited = claim.in_flight
         state = GuardState.TAKEN_OVER if took_over is not None and took_over.loud else GuardState.ACQUIRED
         if took_over is not None:
             log = logger.error if took_over.loud else logger.warning
@@ -401,9 +440,12 @@ class RunGuard:
         return True
 
     def _renew(self) -> bool:
-        """Push our claim's expiry ahead; False (and the guard lost for good) when another run owns it now."""
+        """Push our claim's expiry ahead (and drop the noted pairs that are safe now); False, and the guard lost
+        for good, when another run owns it now."""
         names, values = _names("owner", "expires_at", "renewed_at", "rev")
         sent, now = self._monotonic(), self._clock()
+        with self._lock:
+            finished = sorted(self._finished)
         values.update(
             {
                 ":me": {"S": self._owner},
@@ -412,14 +454,14 @@ class RunGuard:
                 ":rev": {"S": os.urandom(16).hex()},
             }
         )
+        update = "SET #expires_at = :expires, #renewed_at = :now, #rev = :rev"
+        if finished:  # (DynamoDB refuses an expression name or value that the expression does not use)
+            names["#in_flight"], values[":finished"] = "in_flight", {"SS": finished}
+            update += " DELETE #in_flight :finished"
         try:
-            self._update("SET #expires_at = :expires, #renewed_at = :now, #rev = :rev", "#owner = :me", names, values)
+            self._update(update, "#owner = :me", names, values)
         except _ConditionFailed:
-            with self._lock:
-                was, self._state = self._state, GuardState.LOST
-                self._hold.state = GuardState.LOST
-            if was.may_work:
-                logger.warning("another run took over the run guard; this run stops starting new work")
+            self._lose()
             return False
         except _Unavailable as problem:
             logger.warning("could not renew the run guard", extra={"error": problem.error})
@@ -427,7 +469,15 @@ class RunGuard:
                 return self._state.may_work and self._monotonic() + self.ttl / 3 < self._confirmed_until
         with self._lock:
             self._confirmed_until = max(self._confirmed_until, sent + self.ttl)
+            self._finished -= set(finished)
             return self._state.may_work
+
+    def _lose(self) -> None:
+        with self._lock:
+            was, self._state = self._state, GuardState.LOST
+            self._hold.state = GuardState.LOST
+        if was.may_work:
+            logger.warning("another run took over the run guard; this run stops starting new work")
 
     def _beat(self) -> None:
         while not self._stop.wait(self.ttl / 3):

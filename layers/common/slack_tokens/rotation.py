@@ -71,6 +71,7 @@ from slack_tokens.observability import logger
 from slack_tokens.slack_client import SlackClient
 from slack_tokens.store import AWSCURRENT, AWSPENDING, SecretMeta, TokenStore
 
+GRACE_HORIZON = 50.0  # seconds after Slack may have acted on a refresh in which asking again can still save the pair
 SAFETY = 5.0  # seconds kept at the end of the invocation for the summary and metric flush
 LEGACY_FIELD = "legacy_access_token"
 _REFRESH_NOT_STORED = (
@@ -204,6 +205,7 @@ class Rotator:
             if hold.watched:  # another run may have worked while this one waited: look again
                 candidates = self._plan()
                 self._report_plan(summary, candidates)
+            candidates = self._inherited_first(candidates, hold.inherited)
             with ThreadPoolExecutor(max_workers=self._workers) as pool:
                 summary.outcomes = list(pool.map(lambda c: self._guarded(c, end, force=False), candidates))
         return summary
@@ -217,18 +219,31 @@ class Rotator:
             if not hold.state.may_work:
                 summary.outcomes = [Outcome(secret_id, DEFERRED, "guard_busy")]
                 return summary
-            meta = self._store.describe(secret_id)
-            if meta is None or PairKey.from_secret_name(self._store.prefix, meta.name) is None:
+            candidate = self._candidate(secret_id)
+            if candidate is None:
                 summary.outcomes = [Outcome(secret_id, FAILED, "not_a_token_pair")]
                 return summary
-            current = meta.version_with(AWSCURRENT)
-            pending = meta.version_with(AWSPENDING)
-            info = parse_version_id(current) if current else None
-            candidate = Candidate(
-                meta.name, current, pending if pending != current else None, info.expires_at if info else None
-            )
             summary.outcomes = [self._guarded(candidate, end, force=True)]
         return summary
+
+    def _inherited_first(self, candidates: list[Candidate], inherited: tuple[str, ...]) -> list[Candidate]:
+        """The pairs a dead run was refreshing come first: their used refresh tokens live only for Slack's grace
+        period. (A pair not in the plan, e.g. one the dead run was rotating by hand, is looked up.)"""
+        if not inherited:
+            return candidates
+        planned = {c.name for c in candidates}
+        extra = [c for c in (self._candidate(name) for name in inherited if name not in planned) if c is not None]
+        first = set(inherited)
+        return extra + sorted(candidates, key=lambda c: c.name not in first)
+
+    def _candidate(self, secret_id: str) -> Candidate | None:
+        meta = self._store.describe(secret_id)
+        if meta is None or meta.deleted or PairKey.from_secret_name(self._store.prefix, meta.name) is None:
+            return None
+        current = meta.version_with(AWSCURRENT)
+        pending = meta.version_with(AWSPENDING)
+        info = parse_version_id(current) if current else None
+        return Candidate(meta.name, current, pending if pending != current else None, info.expires_at if info else None)
 
     def _plan(self) -> list[Candidate]:
         return plan(self._store.list_pairs(), self._store.prefix, int(self._clock()), self._margin)
@@ -257,6 +272,7 @@ class Rotator:
             # CorruptSecretError, a config problem...: this pair fails, the others go on.
             logger.exception("rotation failed", extra={"secret_name": candidate.name})
             outcome = Outcome(candidate.name, FAILED, "unexpected")
+        self._guard.done(candidate.name)  # whatever became of it, no later run needs to hurry for it
         if outcome.result != FAILED:
             logger.info(
                 "rotation outcome",
@@ -266,12 +282,9 @@ class Rotator:
 
     @staticmethod
     def _slack_failure(name: str, exc: errors.SlackApiError) -> Outcome:
-        """What a Slack error means for the pair. The pair itself is unchanged in every case."""
+        """What a Slack error means for the pair. Nothing was stored over the pair in any case; only an answer Slack
+        may have acted on leaves its refresh token spent (then it says so, loudly)."""
         extra = {"secret_name": name, "slack_error": exc.code, "category": str(exc.category)}
-        if exc.code == "ratelimited" or (isinstance(exc, errors.SlackTransportError) and not exc.request_sent):
-            # Slack did not act (a rate limit whose wait the invocation cannot afford, or no time left to ask).
-            logger.warning("refresh deferred to the next run; the pair is unchanged", extra=extra)
-            return Outcome(name, DEFERRED, "rate_limited" if exc.code == "ratelimited" else "invocation_time")
         if exc.code == "invalid_response":
             logger.error(
                 "Slack's refresh answers were incomplete or of the wrong token type; nothing was stored over the "
@@ -279,6 +292,17 @@ class Rotator:
                 extra=extra,
             )
             return Outcome(name, FAILED, "invalid_refresh_answer")
+        if exc.maybe_acted:
+            logger.critical(
+                "Slack may have issued a new pair whose answer never arrived; the stored refresh token lives only for "
+                "Slack's grace period now. If the next run is later than that, the pair needs a reinstall.",
+                extra=extra,
+            )
+            return Outcome(name, FAILED, "answer_lost")
+        if exc.code == "ratelimited" or (isinstance(exc, errors.SlackTransportError) and not exc.request_sent):
+            # Slack did not act (a rate limit whose wait the invocation cannot afford, or no time left to ask).
+            logger.warning("refresh deferred to the next run; the pair is unchanged", extra=extra)
+            return Outcome(name, DEFERRED, "rate_limited" if exc.code == "ratelimited" else "invocation_time")
         (logger.warning if exc.retryable else logger.error)(
             "rotation failed at Slack; the pair is unchanged", extra=extra
         )
@@ -313,6 +337,8 @@ class Rotator:
 
         # Refresh: from here until the write lands, the new pair exists only in this process.
         self._crash_hook("before_refresh", name)
+        if not self._guard.note(name):  # on the claim, and the fence: a run that takes over does this pair first
+            return Outcome(name, DEFERRED, "guard_lost")
         try:
             answer = self._refresh(pair, end)
         except errors.InvalidRefreshTokenError:
@@ -341,12 +367,17 @@ class Rotator:
         return outcome
 
     def _refresh(self, pair: TokenPair, end: float) -> RefreshedToken:
-        """One refresh through Slack, fenced by the run guard. An unusable answer (incomplete, or of the other
-        token type) is never stored; Slack is asked once more, while the used refresh token is in its grace period.
-        """
+        """One refresh through Slack, fenced by the run guard.
+
+        Once Slack may have acted on it (an answer lost after the request left, or an unusable answer: incomplete,
+        or of the other token type, which is never stored), the used refresh token lives only for Slack's grace
+        period: asking again, with the same token, is then the only way to keep the pair. So such a call is repeated
+        for as long as that can still help (``GRACE_HORIZON``) and the invocation has time, whatever Slack answered
+        meanwhile (a rate limit included)."""
         credentials = self._credentials()
         assert pair.refresh_token is not None  # noqa: S101 - legacy pairs never get here
-        for attempt in range(2):
+        started, unusable = self._monotonic(), 0
+        while True:
             try:
                 return self._slack.refresh(
                     client_id=credentials.client_id,
@@ -356,11 +387,25 @@ class Rotator:
                     deadline=end - self._handover.write_budget,
                     gate=self._guard.check,
                 )
-            except errors.SlackUnknownError as exc:
-                if exc.code != "invalid_response" or attempt == 1:
+            except errors.SlackApiError as exc:
+                unusable += exc.code == "invalid_response"
+                exc.maybe_acted = exc.maybe_acted or unusable > 0
+                if not self._ask_again(exc, started, end, unusable):
                     raise
-                logger.warning("Slack's refresh answer was unusable; asking once more", extra={"error": str(exc)})
-        raise AssertionError("unreachable")  # pragma: no cover
+                logger.warning(
+                    "Slack may have issued a pair whose answer was lost or unusable; asking again inside the used "
+                    "refresh token's grace period",
+                    extra={"slack_error": exc.code},
+                )
+
+    def _ask_again(self, exc: errors.SlackApiError, started: float, end: float, unusable: int) -> bool:
+        if not exc.maybe_acted or unusable >= 2 or isinstance(exc, errors.SlackGrantError):
+            return False
+        if not (exc.retryable or exc.code == "invalid_response"):
+            return False
+        now = self._monotonic()
+        fits = end - now >= self._slack.attempt_seconds + self._handover.write_budget
+        return fits and now - started < GRACE_HORIZON
 
 
 __all__ = ["LEGACY_FIELD", "Candidate", "Rotator", "is_due", "plan", "refreshed", "spread"]

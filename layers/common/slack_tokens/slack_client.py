@@ -163,12 +163,15 @@ class SlackClient:
         gate: Gate | None = None,
     ) -> dict[str, Any]:
         """Send ``method`` until it answers, within ``deadline``. ``gate`` is asked right before every attempt
-        (after any pacing wait): False raises ``GuardLostError`` and nothing is sent."""
+        (after any pacing wait): False raises ``GuardLostError`` and nothing more is sent. The error raised when
+        no attempt succeeds has ``maybe_acted`` set if an earlier attempt reached Slack and lost its answer: then
+        Slack may have acted (a refresh token is in its grace period), whatever the last attempt said."""
         policy = self._policy
         headers = urllib3.util.make_headers(basic_auth=f"{credentials[0]}:{credentials[1]}")
         headers["Content-Type"] = "application/x-www-form-urlencoded"
         shortest = policy.attempt_seconds if policy.whole_attempts else 0.05
         last: errors.SlackApiError | None = None
+        acted = False
         for attempt in range(policy.max_attempts):
             remaining = deadline - self._monotonic()
             if remaining <= shortest:
@@ -180,6 +183,7 @@ class SlackClient:
             try:
                 return self._send(method, fields, headers, deadline - self._monotonic())
             except errors.SlackApiError as exc:
+                exc.maybe_acted = acted = acted or _reached_slack(exc)
                 if not _may_repeat(exc, at_most_once=not retry_lost_answer):
                     raise
                 last = exc
@@ -239,6 +243,11 @@ class SlackClient:
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
 
 
+def _reached_slack(error: errors.SlackApiError) -> bool:
+    """Whether Slack may have acted on the attempt that failed: its answer was lost after the request left."""
+    return isinstance(error, errors.SlackTransportError) and error.request_sent
+
+
 def _may_repeat(error: errors.SlackApiError, *, at_most_once: bool) -> bool:
     """Whether a failed attempt may be made again. An at-most-once call (the exchange) is repeated only when the
     failure proves Slack did not act: a rate limit, or a connection that never carried the request."""
@@ -246,8 +255,7 @@ def _may_repeat(error: errors.SlackApiError, *, at_most_once: bool) -> bool:
         return False
     if not at_most_once:
         return True
-    sent = isinstance(error, errors.SlackTransportError) and error.request_sent
-    return error.code == "ratelimited" or (isinstance(error, errors.SlackTransportError) and not sent)
+    return error.code == "ratelimited" or (isinstance(error, errors.SlackTransportError) and not _reached_slack(error))
 
 
 def _interpret(method: str, status: int, headers: Mapping[str, str], data: bytes) -> dict[str, Any]:
