@@ -137,6 +137,22 @@ def test_after_a_rotation_the_new_token_is_used_once_the_cache_period_passes(app
     assert oauth_calls(app) == []
 
 
+def test_bolt_ignores_the_bots_own_events_by_the_bot_id_the_callback_stored(app: App, bolt: ModuleType) -> None:
+    app.install_teams(["T0001"])
+    own = app.stored(BOT)["bot_id"]
+    assert own == app.slack.installation.bot_id  # from auth.test at install time
+
+    def from_bot(bot_id: str) -> dict[str, Any]:
+        body = mention()
+        body["event"].update(bot_id=bot_id, user="U0BOTUSER")
+        return body
+
+    assert deliver(bolt, from_bot(own))["statusCode"] == 200
+    assert app.slack.posts == []  # its own message: ignored, no reply loop
+    deliver(bolt, from_bot("BOTHER001"))
+    assert len(app.slack.posts) == 1  # another bot's mention is answered
+
+
 def test_app_uninstalled_retires_every_pair_of_the_workspace_and_the_next_sweep_refreshes_none(
     app: App, bolt: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -233,9 +233,12 @@ def test_a_few_throttled_writes_are_retried_and_the_pair_is_stored_once(app: App
     assert len(hook.bodies) == 4
     assert len({body["ClientRequestToken"] for body in hook.bodies}) == 1  # one version, retried idempotently
     assert app.secret_names() == [BOT_SECRET]
-    (version,) = app.client.describe_secret(SecretId=BOT_SECRET)["VersionIdsToStages"]
-    assert version == hook.bodies[0]["ClientRequestToken"]
-    assert app.slack.is_refresh_token_valid(app.stored(BOT_SECRET)["refresh_token"])
+    versions = app.client.describe_secret(SecretId=BOT_SECRET)["VersionIdsToStages"]
+    created = hook.bodies[0]["ClientRequestToken"]
+    assert created in versions and len(versions) == 2  # the create, then the bot_id amendment made from it
+    stored = app.stored(BOT_SECRET)
+    assert stored["rotated_from"] == created and stored["bot_id"]
+    assert app.slack.is_refresh_token_valid(stored["refresh_token"])
 
 
 def test_writes_throttled_until_the_deadline_give_a_500_page_and_a_loud_log_without_tokens(

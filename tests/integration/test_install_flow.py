@@ -149,7 +149,11 @@ def test_reinstall_replaces_the_pair_with_the_new_scopes(app: App, monkeypatch: 
     assert second["scope"] == "chat:write,commands,channels:read"
     assert second["access_token"] != first["access_token"]
     versions = app.client.describe_secret(SecretId="slack/tokens/team/T0001/bot")["VersionIdsToStages"]
-    assert sorted(stage for stages in versions.values() for stage in stages) == ["AWSCURRENT", "AWSPREVIOUS"]
+    # One current and one previous version; AWSPENDING, if any, only beside AWSCURRENT (the bot_id amendment
+    # stages then promotes), never a leftover on an older version for the rotator to weigh.
+    stages = sorted(stage for stages in versions.values() for stage in stages if stage != "AWSPENDING")
+    assert stages == ["AWSCURRENT", "AWSPREVIOUS"]
+    assert all("AWSCURRENT" in stages for stages in versions.values() if "AWSPENDING" in stages)
 
 
 def test_pkce_sends_a_challenge_and_the_matching_verifier(
@@ -220,3 +224,59 @@ def test_a_pair_that_cannot_be_stored_does_not_stop_the_other(app: App, monkeypa
 
     assert response["statusCode"] == 500 and "could not save" in response["body"]
     assert app.secret_names() == ["slack/tokens/team/T0001/user/U0001"]
+
+
+# -- the bot's bot_id (auth.test after the pair is stored) --------------------------------------------------------
+
+
+BOT_SECRET = "slack/tokens/team/T0001/bot"
+
+
+def test_the_stored_bot_pair_gets_its_bot_id_from_auth_test_with_the_bot_token(app: App) -> None:
+    assert app.full_install()["statusCode"] == 200
+
+    stored = app.stored(BOT_SECRET)
+    assert stored["bot_id"] == app.slack.installation.bot_id
+    assert stored["installer_user_id"] == "U0001"
+    (call,) = [r for r in app.slack.requests if r.method == "auth.test"]
+    assert call.headers["authorization"] == f"Bearer {stored['access_token']}"  # the bot token, not the app's
+    assert call.basic_auth is None
+    meta = app.client.describe_secret(SecretId=BOT_SECRET)
+    current = [v for v, stages in meta["VersionIdsToStages"].items() if "AWSCURRENT" in stages]
+    pending = [v for v, stages in meta["VersionIdsToStages"].items() if "AWSPENDING" in stages]
+    assert pending == current  # nothing left half-done for the rotator to find
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"status": 500, "times": 8}, {"error": "invalid_auth"}, {"body": b'{"ok": true, "bot_id": "not an id!"}'}],
+    ids=["slack-down", "refused", "malformed"],
+)
+def test_an_install_still_succeeds_when_auth_test_fails(app: App, fault: dict[str, Any]) -> None:
+    app.slack.fail_next("auth.test", **fault)
+
+    response = app.full_install()
+
+    assert response["statusCode"] == 200 and "Installed" in response["body"]
+    stored = app.stored(BOT_SECRET)
+    assert stored["bot_id"] is None and stored["status"] == ACTIVE
+    assert app.slack.is_refresh_token_valid(stored["refresh_token"])
+
+
+def test_a_reinstall_that_lands_before_the_bot_id_is_written_is_never_overwritten(app: App) -> None:
+    import json
+
+    newer: dict[str, Any] = {}
+
+    def reinstall_meanwhile(body: dict[str, Any]) -> dict[str, Any]:
+        # Another install of the same workspace stores its pair while our auth.test is in flight.
+        newer.update(app.stored(BOT_SECRET), access_token="xoxe.xoxb-newer-install", refresh_token="xoxe-1-newer")
+        app.client.put_secret_value(SecretId=BOT_SECRET, SecretString=json.dumps(newer))
+        return body
+
+    app.slack.fail_next("auth.test", rewrite=reinstall_meanwhile)
+
+    assert app.full_install()["statusCode"] == 200
+
+    stored = app.stored(BOT_SECRET)
+    assert stored["access_token"] == "xoxe.xoxb-newer-install" and stored["refresh_token"] == "xoxe-1-newer"

@@ -349,3 +349,71 @@ def test_an_exchange_answered_with_a_5xx_is_not_repeated_but_a_rate_limit_is(sla
         client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token=legacy, deadline=time.monotonic() + 5
     )
     assert access.bot is not None and access.bot.refresh_token
+
+
+# -- auth.test (the bot's bot_id) -------------------------------------------------------------------------------
+
+
+class CountingLimiter:
+    """A pacer that counts what it is asked for: auth.test must not spend oauth.v2.access's budget."""
+
+    def __init__(self) -> None:
+        self.acquired = 0
+
+    def acquire(self, deadline: float) -> bool:
+        self.acquired += 1
+        return True
+
+    def pause(self, seconds: float) -> None:
+        pass
+
+
+def bot_access_token(slack: FakeSlack, client: SlackClient) -> str:
+    code = slack.grant_code(scope="chat:write", user_scope="", redirect_uri=None)
+    access = client.exchange_code(**CREDENTIALS, code=code, redirect_uri=None, deadline=within())
+    assert access.bot is not None
+    slack.clear_requests()
+    return access.bot.access_token
+
+
+def test_bot_id_asks_auth_test_with_the_bot_token_and_is_not_paced(slack: FakeSlack) -> None:
+    limiter = CountingLimiter()
+    client = SlackClient(slack.api_url, policy=POLICY, limiter=limiter)
+    token = bot_access_token(slack, client)
+    limiter.acquired = 0
+
+    assert client.bot_id(token=token, deadline=within()) == slack.installation.bot_id
+
+    (request,) = slack.requests
+    assert request.method == "auth.test" and request.headers["authorization"] == f"Bearer {token}"
+    assert request.basic_auth is None and limiter.acquired == 0
+
+
+@LOST_ANSWERS
+def test_bot_id_asks_again_when_the_answer_is_lost(
+    slack: FakeSlack, client: SlackClient, fault: dict[str, Any]
+) -> None:
+    token = bot_access_token(slack, client)
+    slack.fail_next("auth.test", **fault)
+
+    assert client.bot_id(token=token, deadline=within()) == slack.installation.bot_id
+    assert len(slack.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"ok": true, "user_id": "U1"}', "invalid_response"),
+        (b'{"ok": false, "error": "invalid_auth"}', "invalid_auth"),
+    ],
+    ids=["no bot_id", "refused"],
+)
+def test_bot_id_raises_a_typed_error_for_an_unusable_answer(
+    slack: FakeSlack, client: SlackClient, body: bytes, code: str
+) -> None:
+    token = bot_access_token(slack, client)
+    slack.fail_next("auth.test", body=body)
+
+    with pytest.raises(errors.SlackApiError) as caught:
+        client.bot_id(token=token, deadline=within())
+    assert caught.value.code == code

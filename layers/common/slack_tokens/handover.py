@@ -32,6 +32,7 @@ from slack_tokens.store import AWSCURRENT, AWSPENDING, StoredPair, TokenStore
 
 ROTATED = "rotated"
 RECOVERED = "recovered"
+AMENDED = "amended"  # a field was added to the pair just stored (the callback's bot_id); tokens unchanged
 SUPERSEDED = "superseded"  # a reinstall (or another writer) replaced the pair while we worked: theirs wins
 LOST_RACE = "lost_race"  # the credential was refused because someone else had already replaced the pair
 NOT_DUE = "not_due"

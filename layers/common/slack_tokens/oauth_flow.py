@@ -12,6 +12,8 @@ The callback is a list of ordered checks, each with a named outcome (used for th
 5. exchange with Slack: ``invalid_code`` (400), ``permission`` (403), ``slack_config`` (500, logged loudly),
    ``slack_unavailable`` (503), ``slack_error`` (502)
 6. store every pair (retried until the invocation's deadline): ``storage_failed``            -> 500
+   then ``auth.test`` with the bot token, to add the bot's ``bot_id`` (Bolt needs it) to the stored bot pair by
+   compare-and-swap; a failure there is logged and the install still succeeds (the pair works without it)
 7. ``installed``        success page, or 302 to ``INSTALL_SUCCESS_URL``; the state cookie is cleared.
 """
 
@@ -20,11 +22,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from slack_tokens import errors, http, pages
 from slack_tokens.config import Settings
+from slack_tokens.handover import AMENDED, Handover
 from slack_tokens.observability import logger
 from slack_tokens.slack_client import SlackClient
 from slack_tokens.state import COOKIE_NAME, STATE_TTL_SECONDS, StateSigner
@@ -37,6 +41,7 @@ _SLACK_ERROR = re.compile(r"^[a-z0-9_]{1,64}$")
 _STATE_STATUS = {"invalid_state": 401, "cookie_mismatch": 401}
 _SLACK_CALL_BUDGET = 12.0  # seconds the code exchange may take, retries included
 _STORE_RESERVE = 12.0  # seconds kept for the writes after Slack answers (a read and a write at their worst)
+_AUTH_TEST_BUDGET = 3.0  # seconds the optional auth.test may take: the customer is waiting for the page
 
 
 class Result(NamedTuple):
@@ -63,6 +68,7 @@ class OAuthFlow:
         self._secrets = secrets
         self._slack = slack
         self._store = store
+        self._handover = Handover(store, clock=clock)
         self._clock = clock
         self._monotonic = monotonic
         self._signer: tuple[str, StateSigner] | None = None
@@ -200,6 +206,7 @@ class OAuthFlow:
                 install_url,
                 stored=tuple(s.name for s in stored),
             )
+        stored = [self._with_bot_id(s, end) for s in stored]
         names = tuple(s.name for s in stored)
         logger.info(
             "installation stored",
@@ -226,6 +233,37 @@ class OAuthFlow:
         return Result(http.html(200, pages.installed(workspace), cookies=cookies), "installed", ok=True, stored=names)
 
     # -- helpers -----------------------------------------------------------------------------------------------
+
+    def _with_bot_id(self, stored: StoredPair, end: float) -> StoredPair:
+        """Add the bot's ``bot_id`` (from ``auth.test``) to a freshly stored bot pair; best effort, never fatal.
+
+        The pair is already safe, so this only ever adds a field: the amended pair is staged, then promoted by
+        compare-and-swap from the version just stored, so a reinstall or rotation that landed meanwhile wins. Its
+        ``rotated_from`` names that version, so a crash between the two writes is finished by the next rotation
+        like any stored-but-unpromoted pair."""
+        pair = stored.pair
+        if pair.token_type != "bot" or pair.bot_id:
+            return stored
+        log = {"secret_name": stored.name, "team_id": pair.team_id, "enterprise_id": pair.enterprise_id}
+        writes = self._handover.write_budget
+        deadline = min(self._monotonic() + _AUTH_TEST_BUDGET, end - writes)
+        try:
+            bot_id = self._slack.bot_id(token=pair.access_token, deadline=deadline)
+        except errors.SlackApiError as exc:
+            logger.warning(
+                "auth.test failed; the bot pair is stored without its bot_id", extra=log | {"slack_error": exc.code}
+            )
+            return stored
+        amended = replace(pair, bot_id=bot_id, rotated_from=stored.version_id)
+        try:
+            version = self._store.stage_pending(stored.name, amended, deadline=end)
+            outcome = self._handover.promote(stored.name, version, stored.version_id, end, AMENDED)
+        except errors.StoreError as exc:
+            logger.warning("could not add bot_id to the stored bot pair", extra=log | {"error": str(exc)})
+            return stored
+        if outcome.result != AMENDED:
+            return stored  # superseded: a newer pair is current, and it is not ours to change
+        return StoredPair(name=stored.name, version_id=version, pair=amended)
 
     def _slack_failure(self, exc: errors.SlackApiError, install_url: str | None) -> Result:
         category = exc.category

@@ -1,8 +1,9 @@
 """The one module that speaks HTTP to Slack (urllib3).
 
 Calls ``oauth.v2.access`` (authorization_code and refresh_token grants) and ``oauth.v2.exchange`` with the
-client credentials in an HTTP Basic header and a form-encoded body, and turns every answer into the project's
-models or typed errors (``slack_tokens.errors``).
+client credentials in an HTTP Basic header and a form-encoded body, and ``auth.test`` with a bot token (the
+callback learns the bot's ``bot_id`` that way), and turns every answer into the project's models or typed errors
+(``slack_tokens.errors``).
 
 Retry policy, per method (every retry stays inside the ``deadline`` the caller passes):
 
@@ -13,6 +14,7 @@ all methods                   HTTP 429: wait ``Retry-After`` (or 1 s) if the dea
                               request left: retry with capped, jittered exponential backoff.
 code (authorization_code)     answer lost after sending (read timeout, reset): retried. The only outcomes are a
                               pair (the code had not been used) or ``invalid_code``; neither can be worse.
+auth.test                     a read: an answer lost after sending is asked again; not paced by the limiter.
 refresh (refresh_token)       answer lost after sending: retried at once with the same refresh token. Slack
                               keeps a used refresh token valid for a short grace period and a prompt retry is the
                               only way to get a pair whose answer was lost.
@@ -39,6 +41,7 @@ from slack_tokens.models import OAuthAccess, RefreshedToken, TokenPair, TokenTyp
 
 ACCESS = "oauth.v2.access"
 EXCHANGE = "oauth.v2.exchange"
+AUTH_TEST = "auth.test"
 
 _MAX_BODY = 1 << 20  # Slack's OAuth answers are a few hundred bytes; anything near this is not Slack
 
@@ -110,7 +113,7 @@ class SlackClient:
             fields["redirect_uri"] = redirect_uri
         if code_verifier:
             fields["code_verifier"] = code_verifier
-        body = self._call(ACCESS, fields, (client_id, client_secret), deadline=deadline, retry_lost_answer=True)
+        body = self._call(ACCESS, fields, _basic(client_id, client_secret), deadline=deadline, retry_lost_answer=True)
         return parse_oauth_access(body, now=int(self._now()), method=ACCESS)
 
     def refresh(
@@ -127,7 +130,7 @@ class SlackClient:
         be of ``token_type`` (the type of the pair refreshed) and complete, or the answer is refused."""
         fields = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         body = self._call(
-            ACCESS, fields, (client_id, client_secret), deadline=deadline, retry_lost_answer=True, gate=gate
+            ACCESS, fields, _basic(client_id, client_secret), deadline=deadline, retry_lost_answer=True, gate=gate
         )
         return parse_refresh(body, now=int(self._now()), token_type=token_type)
 
@@ -138,12 +141,22 @@ class SlackClient:
         body = self._call(
             EXCHANGE,
             {"token": token},
-            (client_id, client_secret),
+            _basic(client_id, client_secret),
             deadline=deadline,
             retry_lost_answer=False,
             gate=gate,
         )
         return parse_oauth_access(body, now=int(self._now()), method=EXCHANGE)
+
+    def bot_id(self, *, token: str, deadline: float) -> str:
+        """``auth.test`` with a bot token: the bot's ``bot_id``, which the code exchange does not return. A read, so
+        a lost answer is simply asked again; not paced (it has its own rate limit, not ``oauth.v2.access``'s)."""
+        headers = {"Authorization": f"Bearer {token}"}
+        body = self._call(AUTH_TEST, {}, headers, deadline=deadline, retry_lost_answer=True, paced=False)
+        bot_id = _id(body.get("bot_id"), AUTH_TEST, "bot id")
+        if bot_id is None:
+            raise _malformed(AUTH_TEST, "bot id")
+        return bot_id
 
     @property
     def attempt_seconds(self) -> float:
@@ -156,19 +169,20 @@ class SlackClient:
         self,
         method: str,
         fields: Mapping[str, str],
-        credentials: tuple[str, str],
+        authorization: Mapping[str, str],
         *,
         deadline: float,
         retry_lost_answer: bool,
         gate: Gate | None = None,
+        paced: bool = True,
     ) -> dict[str, Any]:
         """Send ``method`` until it answers, within ``deadline``. ``gate`` is asked right before every attempt
         (after any pacing wait): False raises ``GuardLostError`` and nothing more is sent. The error raised when
         no attempt succeeds has ``maybe_acted`` set if an earlier attempt reached Slack and lost its answer: then
         Slack may have acted (a refresh token is in its grace period), whatever the last attempt said."""
         policy = self._policy
-        headers = urllib3.util.make_headers(basic_auth=f"{credentials[0]}:{credentials[1]}")
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        headers = {**authorization, "Content-Type": "application/x-www-form-urlencoded"}
+        limiter = self._limiter if paced else None
         shortest = policy.attempt_seconds if policy.whole_attempts else 0.05
         last: errors.SlackApiError | None = None
         acted = False
@@ -176,7 +190,7 @@ class SlackClient:
             remaining = deadline - self._monotonic()
             if remaining <= shortest:
                 break
-            if self._limiter is not None and not self._limiter.acquire(deadline - shortest):
+            if limiter is not None and not limiter.acquire(deadline - shortest):
                 break
             if gate is not None and not gate():
                 raise errors.GuardLostError("this run no longer holds the run guard; nothing was sent")
@@ -190,8 +204,8 @@ class SlackClient:
             wait = self._backoff(attempt, last)
             if self._monotonic() + wait + shortest >= deadline:
                 break
-            if last.retry_after is not None and self._limiter is not None:
-                self._limiter.pause(wait)
+            if last.retry_after is not None and limiter is not None:
+                limiter.pause(wait)
             self._sleep(wait)
         if last is None:
             last = errors.SlackTransportError(
@@ -241,6 +255,11 @@ class SlackClient:
             return 0.0  # the grace period is short: ask again at once
         ceiling = min(self._policy.backoff_cap, self._policy.backoff_base * (2**attempt))
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+def _basic(client_id: str, client_secret: str) -> dict[str, str]:
+    """The client credentials as an HTTP Basic header (how Slack's OAuth methods take them)."""
+    return urllib3.util.make_headers(basic_auth=f"{client_id}:{client_secret}")
 
 
 def _reached_slack(error: errors.SlackApiError) -> bool:
