@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from slack_tokens import entrypoints
-from slack_tokens.guard import GuardState, RunGuard, Verdict
+from slack_tokens.guard import GuardState, Noted, RunGuard, Verdict
 from tests.conftest import GUARD_TABLE, App
 from tests.support.aws import dynamodb_client
 
@@ -196,15 +196,15 @@ def test_noted_pairs_stay_on_the_claim_until_safe_and_a_run_taking_over_inherits
 ) -> None:
     dying = new_guard(dynamodb, guards)
     assert dying.acquire("dying", wait=0).state is GuardState.ACQUIRED
-    assert dying.note("slack/tokens/team/T1/bot") and dying.note("slack/tokens/team/T2/bot")
+    assert dying.note("slack/tokens/team/T1/bot", "v1") and dying.note("slack/tokens/team/T2/bot", "v2")
     dying.done("slack/tokens/team/T1/bot")
     assert dying._renew()  # the next renewal drops what is safe
-    assert set(item(dynamodb)["in_flight"]) == {"slack/tokens/team/T2/bot"}
+    assert set(item(dynamodb)["in_flight"]) == {"slack/tokens/team/T2/bot#v2"}  # with the version refreshed from
     dying._stop.set()  # the run dies: no more renewals, and no letting go
 
     hold = new_guard(dynamodb, guards).acquire("next", wait=2 * TTL)
 
-    assert hold.took_over is Verdict.LAPSED and hold.inherited == ("slack/tokens/team/T2/bot",)
+    assert hold.took_over is Verdict.LAPSED and hold.inherited == (Noted("slack/tokens/team/T2/bot", "v2"),)
 
 
 def test_noting_a_pair_is_also_the_fence(dynamodb: Any, guards: list[RunGuard]) -> None:
@@ -212,15 +212,37 @@ def test_noting_a_pair_is_also_the_fence(dynamodb: Any, guards: list[RunGuard]) 
     assert paused.acquire("paused", wait=0).state is GuardState.ACQUIRED
     put_claim(dynamodb, **dead_run_claim(time.time(), expires_in=TTL))  # another run owns it now
 
-    assert not paused.note("slack/tokens/team/T1/bot")  # refused by DynamoDB, however fresh the local view
+    assert not paused.note("slack/tokens/team/T1/bot", "v1")  # refused by DynamoDB, however fresh the local view
     assert paused.state is GuardState.LOST and "in_flight" not in item(dynamodb)
 
 
-def test_letting_go_clears_the_noted_pairs(dynamodb: Any, guards: list[RunGuard]) -> None:
+def test_letting_go_clears_the_notes_of_safe_pairs(dynamodb: Any, guards: list[RunGuard]) -> None:
     guard = new_guard(dynamodb, guards)
     guard.acquire("me", wait=0)
-    guard.note("slack/tokens/team/T1/bot")
+    guard.note("slack/tokens/team/T1/bot", "v1")
+    guard.done("slack/tokens/team/T1/bot")
 
     guard.release({"rotated": 1})
 
     assert "in_flight" not in item(dynamodb) and item(dynamodb)["owner"] == ""
+
+
+def test_a_note_of_a_pair_not_safe_yet_outlives_a_normal_release_and_the_next_holder_gets_it(
+    dynamodb: Any, guards: list[RunGuard]
+) -> None:
+    # Slack may have acted on a refresh whose answer never came: the run ends normally, its note stays.
+    first = new_guard(dynamodb, guards)
+    first.acquire("first", wait=0)
+    first.note("slack/tokens/team/T1/bot", "v1")
+    first.note("slack/tokens/team/T2/bot", "v7")
+    first.done("slack/tokens/team/T2/bot")
+    first.release({"failed": 1})
+    assert item(dynamodb)["owner"] == "" and item(dynamodb)["in_flight"] == ["slack/tokens/team/T1/bot#v1"]
+
+    second = new_guard(dynamodb, guards)
+    assert second.waiting() == (Noted("slack/tokens/team/T1/bot", "v1"),)  # a sweep with nothing due looks here
+    hold = second.acquire("second", wait=0)
+    assert hold.took_over is None and hold.inherited == (Noted("slack/tokens/team/T1/bot", "v1"),)
+    second.done("slack/tokens/team/T1/bot")
+    second.release({"rotated": 1})
+    assert "in_flight" not in item(dynamodb)

@@ -224,3 +224,64 @@ def test_the_run_that_takes_over_refreshes_first_what_the_dead_run_was_refreshin
     first = refreshes(app)[0]
     assert first.form["refresh_token"] == original  # the dead run's pair, before the more urgent ones
     assert all(usable(app, name) for name in [victim, *more_urgent])
+
+
+def fresh_pair(app: App, team: str = "T0001") -> str:
+    """A pair far from due (12-hour tokens): only a rotation by hand refreshes it."""
+    app.slack.token_lifetime = LONG
+    (name,) = app.install_teams([team])
+    return name
+
+
+def test_a_pair_rotated_by_hand_and_killed_after_slack_answered_is_saved_by_the_next_sweep_though_not_due(
+    app: App,
+) -> None:
+    name = fresh_pair(app)
+    original = app.stored(name)["refresh_token"]
+    killed("--secret-id", name, "--kill-at", "after_refresh")
+    assert app.slack.refresh_count(original) == 1  # used; the pair Slack issued died with the run
+
+    summary = finished(rotator_process())  # a scheduled sweep, started at once, with nothing due
+
+    assert summary["rotated"] == 1 and summary["guard_took_over"] == "lapsed", summary
+    assert app.slack.refresh_count(original) == 2  # refreshed again, due or not, inside the grace period
+    assert usable(app, name)
+    assert "in_flight" not in guard_item(app)  # safe now: its note is gone
+
+
+def test_a_refresh_slack_acted_on_but_that_could_not_be_stored_leaves_a_note_and_the_next_sweep_saves_the_pair(
+    app: App,
+) -> None:
+    name = fresh_pair(app)
+    original = app.stored(name)["refresh_token"]
+    # Slack acts on both attempts of the hand rotation, but answers with the other token type (never stored): the
+    # run ends normally, the pair unchanged, its refresh token used and in its grace period.
+    app.slack.fail_next("oauth.v2.access", times=2, rewrite=lambda body: {**body, "token_type": "user"})
+    refused = finished(rotator_process("--secret-id", name))
+    assert refused["failures"] == {"invalid_refresh_answer": 1}, refused
+    assert guard_item(app)["owner"] == ""  # let go normally...
+    assert guard_item(app)["in_flight"]  # ...but the pair's note stays
+
+    summary = finished(rotator_process())  # nothing is due; the note makes it look
+
+    assert summary["rotated"] == 1 and summary["guard"] == "acquired", summary
+    assert app.slack.refresh_count(original) == 3 and usable(app, name)
+    assert "in_flight" not in guard_item(app)
+
+
+def test_a_stale_note_costs_no_refresh(app: App) -> None:
+    (name,) = due_pairs(app, ["T0001"])
+    killed("--kill-at", "after_promote")  # stored and promoted, but dead before its note was dropped
+    assert guard_item(app)["in_flight"]
+    app.slack.clear_requests()
+
+    summary = finished(rotator_process())
+
+    assert summary["due"] == 0 and summary["guard"] == "not_needed", summary  # the note's version is not current
+    assert app.slack.requests == [] and usable(app, name)
+
+
+def guard_item(app: App) -> dict[str, Any]:
+    dynamodb = dynamodb_client(app.client.meta.endpoint_url)
+    answer = dynamodb.get_item(TableName=GUARD_TABLE, Key={"name": {"S": "rotation"}}, ConsistentRead=True)
+    return {k: next(iter(v.values())) for k, v in answer.get("Item", {}).items()}

@@ -10,6 +10,8 @@ never work at once):
 ``acquired_at``  when the holder took it (Unix seconds)
 ``expires_at``   when the claim ends unless renewed (Unix seconds); a live holder renews it every ``ttl / 3``
 ``rev``          a random token that changes with every write: the compare-and-swap handle for taking the guard
+``in_flight``    the pairs a holder is refreshing: ``<secret name>#<version id it was refreshed from>`` each,
+                 added before the refresh is sent, dropped once the pair is safe (see "Noted pairs")
 ``released_at``, ``last_summary``  what the last holder left when it let go (counts only, never a token)
 ==============  ====================================================================================================
 
@@ -26,11 +28,20 @@ another run took over: its renewal fails and ``check()`` stays false for good.
 
 **Letting go.** Clear the owner, on condition that we still own it, and leave the run's summary.
 
+**Noted pairs.** A run notes each pair on the claim (a conditional ``ADD``, which is the fence too) right before it
+sends the refresh, with the version the refresh is made from. Once the pair is safe (stored, or never refreshed) the
+note is dropped at the next renewal or when the run lets go. A note still there means a run stopped (killed, or
+Slack may have acted on a refresh whose answer was lost) between using a refresh token and storing what it got for
+it; the used token works only for Slack's short grace period. Whoever holds the guard next, by take-over or after a
+normal release, gets the notes (``Hold.inherited``) and refreshes each noted pair whose current version is still
+the noted one first, due or not. A note whose pair has moved on since is stale and simply dropped.
+
 **When DynamoDB cannot be reached** (or the table is missing, or access is denied) the guard reports
 ``UNAVAILABLE``: rotation goes on under the functions' reserved concurrency alone, because a lost guard must never
 stop rotation (every token would expire). A claim whose answer was lost is released anyway, or lapses in ``ttl``.
 
-Costs per run with work to do: 2 calls to take it, one renewal every ``ttl / 3``, one call to let go.
+Costs per run with work to do: 2 calls to take it, one per refreshed pair (its note), one renewal every ``ttl / 3``,
+one call to let go. A sweep with nothing due reads the item once, for notes left behind.
 """
 
 from __future__ import annotations
@@ -61,6 +72,7 @@ LONGEST_RUN = 900.0 + 60.0
 POLL = 1.0  # seconds between looks at a claim held by someone else
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
+_SEPARATOR = "#"  # never in a Secrets Manager name (letters, digits and /_+=.@- only)
 
 
 def make_client() -> Any:
@@ -110,6 +122,22 @@ class Verdict(StrEnum):
         return self in (Verdict.IMPLAUSIBLE, Verdict.OVERDUE, Verdict.MALFORMED)
 
 
+class Noted(NamedTuple):
+    """A pair noted on the claim: its secret name and the version its refresh was made from (``None``: unknown)."""
+
+    name: str
+    version: str | None
+
+    @classmethod
+    def parse(cls, entry: str) -> Noted:
+        name, _, version = entry.partition(_SEPARATOR)
+        return cls(name, version or None)
+
+    @property
+    def entry(self) -> str:
+        return f"{self.name}{_SEPARATOR}{self.version}" if self.version else self.name
+
+
 class Claim(NamedTuple):
     """The guard item as read; ``None`` fields where the item lacks (or garbles) them."""
 
@@ -118,19 +146,22 @@ class Claim(NamedTuple):
     acquired_at: float | None
     expires_at: float | None
     rev: str | None
-    in_flight: tuple[str, ...] = ()
+    in_flight: tuple[Noted, ...] = ()
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Claim:
         names = item.get("in_flight")
-        in_flight = names.get("SS") if isinstance(names, Mapping) else None
+        entries = names.get("SS") if isinstance(names, Mapping) else None
+        in_flight = (
+            sorted(Noted.parse(e) for e in entries if isinstance(e, str) and e) if isinstance(entries, list) else []
+        )
         return cls(
             owner=_string(item.get("owner")),
             holder=_string(item.get("holder")) or "",
             acquired_at=_number(item.get("acquired_at")),
             expires_at=_number(item.get("expires_at")),
             rev=_string(item.get("rev")),
-            in_flight=tuple(sorted(n for n in in_flight if isinstance(n, str))) if isinstance(in_flight, list) else (),
+            in_flight=tuple(in_flight),
         )
 
 
@@ -183,7 +214,7 @@ class Hold:
     holder: str | None = None  # BUSY: who holds it
     held_for: float | None = None  # BUSY: how long that holder has held it, seconds
     waited: float = 0.0  # seconds this run spent taking the guard
-    inherited: tuple[str, ...] = ()  # what the claim taken over was refreshing when its run stopped: do these first
+    inherited: tuple[Noted, ...] = ()  # pairs noted on the claim by a run that stopped mid-refresh: do these first
     watched: bool = False  # it had to wait for someone else's claim (which then lapsed, or stayed: BUSY)
     _attempted: bool = field(default=False, repr=False)
 
@@ -224,7 +255,8 @@ class RunGuard:
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._hold = Hold()  # the current run's, kept up to date (a guard lost mid-run shows in its summary)
-        self._finished: set[str] = set()  # noted names done since the last renewal, to drop from the item
+        self._noted: dict[str, set[str]] = {}  # name -> its entries on the item: this run's notes, the inherited ones
+        self._finished: set[str] = set()  # entries whose pairs are safe now, to drop from the item
 
     # -- the run's view ----------------------------------------------------------------------------------------
 
@@ -251,20 +283,22 @@ class RunGuard:
             return True
         return self._renew()
 
-    def note(self, name: str) -> bool:
-        """Record on the claim, before its refresh is sent, that this run is refreshing ``name``: a run that takes
-        the guard over after this one died does those pairs first, while their used refresh tokens still work.
-        The write is conditional on owning the guard, so it is the fence too: False means stop (another run took
-        over). When DynamoDB cannot be reached, the local check decides."""
+    def note(self, name: str, version: str) -> bool:
+        """Record on the claim, before its refresh is sent, that this run is refreshing ``name`` from ``version``:
+        the next run to hold the guard does such pairs first, while their used refresh tokens still work. The write
+        is conditional on owning the guard, so it is the fence too: False means stop (another run took over). When
+        DynamoDB cannot be reached, the local check decides."""
+        entry = Noted(name, version).entry
         with self._lock:
             state = self._state
-            self._finished.discard(name)
+            self._noted.setdefault(name, set()).add(entry)
+            self._finished.discard(entry)
         if state is GuardState.UNAVAILABLE:
             return True
         if not state.may_work:
             return False
         names, values = _names("owner", "in_flight")
-        values.update({":me": {"S": self._owner}, ":name": {"SS": [name]}})
+        values.update({":me": {"S": self._owner}, ":name": {"SS": [entry]}})
         try:
             self._update("ADD #in_flight :name", "#owner = :me", names, values)
         except _ConditionFailed:
@@ -275,9 +309,18 @@ class RunGuard:
         return True
 
     def done(self, name: str) -> None:
-        """The pair ``name`` noted earlier is safe now (stored, or never refreshed); the next renewal drops it."""
+        """The pair ``name`` is safe now (stored, never refreshed, or moved on since a note was inherited): the
+        next renewal, or letting go, drops its note."""
         with self._lock:
-            self._finished.add(name)
+            self._finished.update(self._noted.pop(name, ()))
+
+    def waiting(self) -> tuple[Noted, ...]:
+        """The pairs noted on the guard by runs that stopped mid-refresh (one read; empty if DynamoDB fails)."""
+        try:
+            claim = self._read()
+        except _Unavailable:
+            return ()
+        return claim.in_flight if claim is not None else ()
 
     def patience(self, time_left: float) -> float:
         """How long a run with ``time_left`` seconds to spare waits for someone else's claim: long enough for a
@@ -295,6 +338,8 @@ class RunGuard:
         hold = self._hold = Hold(_attempted=True)
         self._owner = os.urandom(16).hex()
         self._stop.clear()
+        with self._lock:
+            self._noted, self._finished = {}, set()
         started = self._monotonic()
         first_seen: Claim | None = None
         failures = 0
@@ -335,7 +380,8 @@ class RunGuard:
             self._heartbeat = None
         with self._lock:
             self._state = GuardState.NOT_NEEDED
-        names, values = _names("owner", "released_at", "rev", "last_summary", "expires_at", "in_flight")
+            finished = sorted(self._finished)
+        names, values = _names("owner", "released_at", "rev", "last_summary", "expires_at")
         values.update(
             {
                 ":free": {"S": ""},
@@ -345,10 +391,10 @@ class RunGuard:
                 ":me": {"S": self._owner},
             }
         )
-        update = (
-            "SET #owner = :free, #released_at = :now, #rev = :rev, #last_summary = :summary, #expires_at = :now "
-            "REMOVE #in_flight"
-        )
+        update = "SET #owner = :free, #released_at = :now, #rev = :rev, #last_summary = :summary, #expires_at = :now"
+        if finished:  # notes of pairs not safe yet stay, for the next holder
+            names["#in_flight"], values[":finished"] = "in_flight", {"SS": finished}
+            update += " DELETE #in_flight :finished"
         for attempt in range(3):  # a claim left behind blocks the next run until it lapses: worth two more tries
             try:
                 self._update(update, "#owner = :me", names, values)
@@ -372,8 +418,11 @@ class RunGuard:
             with self._lock:
                 self._confirmed_until = self._monotonic() + min(self.ttl, claim.expires_at - self._clock())
         took_over = verdict if verdict not in (Verdict.FREE, Verdict.MINE) else None
-        if took_over is not None and claim is not None:
+        if claim is not None:  # notes left by a dead run, or by a finished one whose refresh Slack may have acted on
             hold.inherited = claim.in_flight
+            with self._lock:
+                for noted in claim.in_flight:
+                    self._noted.setdefault(noted.name, set()).add(noted.entry)
         state = GuardState.TAKEN_OVER if took_over is not None and took_over.loud else GuardState.ACQUIRED
         if took_over is not None:
             log = logger.error if took_over.loud else logger.warning
@@ -534,4 +583,4 @@ def _describe(exc: Exception) -> str:
     return type(exc).__name__
 
 
-__all__ = ["ROTATION", "Claim", "GuardState", "Hold", "RunGuard", "Verdict", "judge", "make_client"]
+__all__ = ["ROTATION", "Claim", "GuardState", "Hold", "Noted", "RunGuard", "Verdict", "judge", "make_client"]

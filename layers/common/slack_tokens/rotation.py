@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 from slack_tokens import errors
 from slack_tokens.config import AppCredentials
-from slack_tokens.guard import RunGuard
+from slack_tokens.guard import Noted, RunGuard
 from slack_tokens.handover import (
     DEFERRED,
     FAILED,
@@ -71,6 +71,9 @@ from slack_tokens.observability import logger
 from slack_tokens.slack_client import SlackClient
 from slack_tokens.store import AWSCURRENT, AWSPENDING, SecretMeta, TokenStore
 
+# Failures after which Slack may have issued a pair nobody stored: the pair's note stays on the guard, so the next
+# run to hold it refreshes the pair at once, due or not (inside the grace period, that saves it).
+_MAYBE_ACTED = frozenset({"answer_lost", "invalid_refresh_answer"})
 GRACE_HORIZON = 50.0  # seconds after Slack may have acted on a refresh in which asking again can still save the pair
 SAFETY = 5.0  # seconds kept at the end of the invocation for the summary and metric flush
 LEGACY_FIELD = "legacy_access_token"
@@ -195,8 +198,8 @@ class Rotator:
         candidates = self._plan()
         summary = Summary()
         self._report_plan(summary, candidates)
-        if not candidates:  # nothing to do: the guard is not even asked for
-            return summary
+        if not candidates and not self._unfinished(self._guard.waiting()):
+            return summary  # nothing to do: the guard is not even asked for
         with self._guard.hold(holder, wait=self._guard_wait(end), summary=summary.to_json) as hold:
             summary.guard = hold
             if not hold.state.may_work:
@@ -205,9 +208,10 @@ class Rotator:
             if hold.watched:  # another run may have worked while this one waited: look again
                 candidates = self._plan()
                 self._report_plan(summary, candidates)
-            candidates = self._inherited_first(candidates, hold.inherited)
+            candidates, forced = self._inherited_first(candidates, hold.inherited)
+            summary.due = len(candidates)
             with ThreadPoolExecutor(max_workers=self._workers) as pool:
-                summary.outcomes = list(pool.map(lambda c: self._guarded(c, end, force=False), candidates))
+                summary.outcomes = list(pool.map(lambda c: self._guarded(c, end, force=c.name in forced), candidates))
         return summary
 
     def rotate_one(self, secret_id: str, remaining_seconds: float, *, holder: str = "rotation") -> Summary:
@@ -219,22 +223,38 @@ class Rotator:
             if not hold.state.may_work:
                 summary.outcomes = [Outcome(secret_id, DEFERRED, "guard_busy")]
                 return summary
+            inherited, forced = self._inherited_first([], hold.inherited)
+            summary.outcomes = [self._guarded(c, end, force=c.name in forced) for c in inherited]
             candidate = self._candidate(secret_id)
             if candidate is None:
-                summary.outcomes = [Outcome(secret_id, FAILED, "not_a_token_pair")]
+                summary.outcomes.append(Outcome(secret_id, FAILED, "not_a_token_pair"))
                 return summary
-            summary.outcomes = [self._guarded(candidate, end, force=True)]
+            if candidate.name not in forced:
+                summary.outcomes.append(self._guarded(candidate, end, force=True))
         return summary
 
-    def _inherited_first(self, candidates: list[Candidate], inherited: tuple[str, ...]) -> list[Candidate]:
-        """The pairs a dead run was refreshing come first: their used refresh tokens live only for Slack's grace
-        period. (A pair not in the plan, e.g. one the dead run was rotating by hand, is looked up.)"""
-        if not inherited:
-            return candidates
+    def _inherited_first(
+        self, candidates: list[Candidate], inherited: tuple[Noted, ...]
+    ) -> tuple[list[Candidate], set[str]]:
+        """The pairs noted on the guard by a run that stopped mid-refresh come first, and are refreshed due or not:
+        their stored refresh token may be used already, and lives only for Slack's grace period. (A pair not in the
+        plan, e.g. one rotated by hand, is looked up.) Returns the candidates in order and the names to force."""
+        unfinished = self._unfinished(inherited)
         planned = {c.name for c in candidates}
-        extra = [c for c in (self._candidate(name) for name in inherited if name not in planned) if c is not None]
-        first = set(inherited)
-        return extra + sorted(candidates, key=lambda c: c.name not in first)
+        for noted in inherited:
+            if noted.name not in unfinished:
+                self._guard.done(noted.name)  # its pair moved on since (stored, reinstalled, retired): nothing to do
+        extra = [unfinished[name] for name in sorted(unfinished) if name not in planned]
+        return extra + sorted(candidates, key=lambda c: c.name not in unfinished), set(unfinished)
+
+    def _unfinished(self, noted: tuple[Noted, ...]) -> dict[str, Candidate]:
+        """The noted pairs whose current version is still the one their refresh was made from."""
+        found: dict[str, Candidate] = {}
+        for entry in noted:
+            candidate = self._candidate(entry.name)
+            if candidate is not None and entry.version in (None, candidate.current_version):
+                found[entry.name] = candidate
+        return found
 
     def _candidate(self, secret_id: str) -> Candidate | None:
         meta = self._store.describe(secret_id)
@@ -272,7 +292,8 @@ class Rotator:
             # CorruptSecretError, a config problem...: this pair fails, the others go on.
             logger.exception("rotation failed", extra={"secret_name": candidate.name})
             outcome = Outcome(candidate.name, FAILED, "unexpected")
-        self._guard.done(candidate.name)  # whatever became of it, no later run needs to hurry for it
+        if outcome.reason not in _MAYBE_ACTED:  # safe now: no later run needs to hurry for it
+            self._guard.done(candidate.name)
         if outcome.result != FAILED:
             logger.info(
                 "rotation outcome",
@@ -337,7 +358,7 @@ class Rotator:
 
         # Refresh: from here until the write lands, the new pair exists only in this process.
         self._crash_hook("before_refresh", name)
-        if not self._guard.note(name):  # on the claim, and the fence: a run that takes over does this pair first
+        if not self._guard.note(name, current.version_id):  # on the claim, and the fence: see RunGuard.note
             return Outcome(name, DEFERRED, "guard_lost")
         try:
             answer = self._refresh(pair, end)
