@@ -36,6 +36,7 @@ import argparse
 import faulthandler
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +102,11 @@ class Soak:
         self.world = World(lifetime=self.args.lifetime, grace=GRACE, latency=(0.01, 0.08)).start()
         self.names = [self.world.install(f"T{i:05d}") for i in range(self.args.pairs)]
         threading.Thread(target=self._monitor, name="soak-monitor", daemon=True).start()
+
+    @property
+    def outputs(self) -> Path:
+        """The folder holding each run's output (``<run id>.out``), removed by ``stop``."""
+        return Path(self._tmp.name)
 
     def stop(self) -> None:
         self._stop_monitor.set()
@@ -318,17 +324,21 @@ def main(argv: list[str] | None = None) -> int:
     soak = Soak(args)
     started = time.time()
     soak.start()
+    kept = Path("artifacts") / f"soak-{args.seed}"
     try:
         soak.loop()
         soak.drain()
         figures = report(soak, time.time() - started)
+        ok = figures["lost"] == 0 and figures["expired_while_current"] == 0
+        ok = ok and figures["longest_blocked_seconds"] < BLOCKED_TARGET
+        if not ok:  # every run's whole output (logs and summary; never a token), to find out what happened
+            shutil.copytree(soak.outputs, kept, dirs_exist_ok=True)
     finally:
         soak.stop()
     print(json.dumps(figures, indent=2) if args.json else render(figures), flush=True)
-    ok = figures["lost"] == 0 and figures["expired_while_current"] == 0
-    ok = ok and figures["longest_blocked_seconds"] < BLOCKED_TARGET
     if not ok:
         print(f"soak FAILED: replay with python -m bench.soak --seed {args.seed} --duration {args.duration:g}")
+        print(f"every run's output is kept in {kept}/")
     return 0 if ok else 1
 
 
