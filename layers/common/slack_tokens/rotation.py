@@ -240,18 +240,25 @@ class Rotator:
         their stored refresh token may be used already, and lives only for Slack's grace period. (A pair not in the
         plan, e.g. one rotated by hand, is looked up.) Returns the candidates in order and the names to force."""
         unfinished = self._unfinished(inherited)
-        planned = {c.name for c in candidates}
         for noted in inherited:
             if noted.name not in unfinished:
                 self._guard.done(noted.name)  # its pair moved on since (stored, reinstalled, retired): nothing to do
-        extra = [unfinished[name] for name in sorted(unfinished) if name not in planned]
-        return extra + sorted(candidates, key=lambda c: c.name not in unfinished), set(unfinished)
+        forced = {name: c for name, c in unfinished.items() if c is not None}
+        planned = {c.name for c in candidates}
+        extra = [forced[name] for name in sorted(forced) if name not in planned]
+        return extra + sorted(candidates, key=lambda c: c.name not in forced), set(forced)
 
-    def _unfinished(self, noted: tuple[Noted, ...]) -> dict[str, Candidate]:
-        """The noted pairs whose current version is still the one their refresh was made from."""
-        found: dict[str, Candidate] = {}
+    def _unfinished(self, noted: tuple[Noted, ...]) -> dict[str, Candidate | None]:
+        """The noted pairs whose current version is still the one their refresh was made from (``None``: the pair
+        could not be looked at now, so its note stays)."""
+        found: dict[str, Candidate | None] = {}
         for entry in noted:
-            candidate = self._candidate(entry.name)
+            try:
+                candidate = self._candidate(entry.name)
+            except errors.StoreError as exc:
+                logger.warning("could not look at a noted pair", extra={"secret_name": entry.name, "error": str(exc)})
+                found[entry.name] = None
+                continue
             if candidate is not None and entry.version in (None, candidate.current_version):
                 found[entry.name] = candidate
         return found
