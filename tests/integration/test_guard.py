@@ -38,8 +38,8 @@ def new_guard(dynamodb: Any, guards: list[RunGuard], ttl: float = TTL) -> RunGua
     return guard
 
 
-def item(dynamodb: Any) -> dict[str, Any]:
-    answer = dynamodb.get_item(TableName=GUARD_TABLE, Key={"name": {"S": "rotation"}}, ConsistentRead=True)
+def item(dynamodb: Any, name: str = "rotation") -> dict[str, Any]:
+    answer = dynamodb.get_item(TableName=GUARD_TABLE, Key={"name": {"S": name}}, ConsistentRead=True)
     return {k: next(iter(v.values())) for k, v in answer.get("Item", {}).items()}
 
 
@@ -171,6 +171,37 @@ def test_a_sweep_with_nothing_due_asks_for_no_guard(app: App, dynamodb: Any) -> 
 
     assert app.rotate()["guard"] == "not_needed"
     assert item(dynamodb) == {}
+
+
+def test_every_sweep_leaves_its_summary_on_the_last_sweep_item(app: App, dynamodb: Any) -> None:
+    before = time.time()
+    app.install_teams(["T0001"])  # not due: the guard is not needed, the record is written all the same
+
+    first = app.rotate()
+    recorded = item(dynamodb, "last_sweep")
+    assert json.loads(recorded["summary"]) == first
+    assert float(recorded["at"]) >= before and recorded["holder"].startswith("test-function/")
+
+    app.slack.token_lifetime = 60  # due at once: this sweep takes the guard, and its record replaces the first
+    app.install_teams(["T0002"])
+    second = app.rotate()
+    assert second["rotated"] == 1 and json.loads(item(dynamodb, "last_sweep")["summary"]) == second
+    assert item(dynamodb)["last_summary"] == item(dynamodb, "last_sweep")["summary"]
+    assert "xox" not in json.dumps(item(dynamodb, "last_sweep"))  # counts only, never a token
+
+
+def test_a_sweep_whose_record_cannot_be_written_still_reports_its_work(app: App) -> None:
+    client = entrypoints.dynamodb_client()
+
+    def throttled(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
+
+    client.meta.events.register("before-call.dynamodb.UpdateItem", throttled)
+    try:
+        summary = app.rotate()
+    finally:
+        client.meta.events.unregister("before-call.dynamodb.UpdateItem", throttled)
+    assert summary["failed"] == 0 and summary["due"] == 0
 
 
 def test_rotation_goes_on_when_the_guard_cannot_be_used(app: App) -> None:

@@ -15,6 +15,11 @@ never work at once):
 ``released_at``, ``last_summary``  what the last holder left when it let go (counts only, never a token)
 ==============  ====================================================================================================
 
+A second item, ``{"name": "last_sweep"}``, is written at the end of every sweep, whether or not it needed the guard
+(``record_sweep``): ``at`` (Unix seconds), ``holder`` (function and request id) and ``summary`` (the run summary's
+JSON: counts, never a token). It is what ``slack-tokens status`` shows as the last sweep. It is an unconditional
+``UpdateItem`` on its own key, so it never touches the guard item and needs no permission the rotator lacks.
+
 **Taking it.** Read the item (strongly consistent) and judge it (``judge``, pure). Free, lapsed, or not a claim any
 live run could have written (expiring further ahead than a holder ever sets, held longer than a Lambda invocation
 can live, or malformed): write our claim on condition that ``rev`` is still what we read, so of two runs racing
@@ -64,6 +69,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from slack_tokens.observability import logger
 
 ROTATION = "rotation"  # the one guard item; rotation and exchange share it
+LAST_SWEEP = "last_sweep"  # what the last sweep did (record_sweep); read by the operator's `slack-tokens status`
 DEFAULT_TTL = 15.0
 MIN_TTL, MAX_TTL = 5.0, 60.0
 CLOCK_SKEW = 5.0  # seconds two Lambda hosts' clocks may disagree by (NTP keeps them far closer)
@@ -410,6 +416,24 @@ class RunGuard:
             else:
                 return
 
+    def record_sweep(self, summary: Mapping[str, Any], holder: str) -> None:
+        """Leave the sweep's summary (counts, never a token) on the ``last_sweep`` item. Never raises: a sweep's
+        work is done by now, and an operator's view is not worth failing it for."""
+        try:
+            self._client_factory().update_item(
+                TableName=self._table,
+                Key={"name": {"S": LAST_SWEEP}},
+                UpdateExpression="SET #at = :at, #holder = :holder, #summary = :summary",
+                ExpressionAttributeNames={"#at": "at", "#holder": "holder", "#summary": "summary"},
+                ExpressionAttributeValues={
+                    ":at": {"N": _epoch(self._clock())},
+                    ":holder": {"S": holder[:200]},
+                    ":summary": {"S": json.dumps(dict(summary), separators=(",", ":"), sort_keys=True)},
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("could not record the sweep's summary", extra={"error": _describe(exc)})
+
     # -- steps -------------------------------------------------------------------------------------------------
 
     def _held(self, hold: Hold, verdict: Verdict, claim: Claim | None, started: float) -> Hold:
@@ -583,4 +607,15 @@ def _describe(exc: Exception) -> str:
     return type(exc).__name__
 
 
-__all__ = ["ROTATION", "Claim", "GuardState", "Hold", "Noted", "RunGuard", "Verdict", "judge", "make_client"]
+__all__ = [
+    "LAST_SWEEP",
+    "ROTATION",
+    "Claim",
+    "GuardState",
+    "Hold",
+    "Noted",
+    "RunGuard",
+    "Verdict",
+    "judge",
+    "make_client",
+]

@@ -193,7 +193,13 @@ class Rotator:
     # -- entry points ------------------------------------------------------------------------------------------
 
     def sweep(self, remaining_seconds: float, *, holder: str = "rotation") -> Summary:
-        """Rotate every pair that is due (or has a stored-but-unpromoted rotation)."""
+        """Rotate every pair that is due (or has a stored-but-unpromoted rotation), and leave the summary on the
+        guard table's ``last_sweep`` item for the operators (``slack-tokens status``)."""
+        summary = self._sweep(remaining_seconds, holder)
+        self._guard.record_sweep(summary.to_json(), holder)
+        return summary
+
+    def _sweep(self, remaining_seconds: float, holder: str) -> Summary:
         end = self._monotonic() + remaining_seconds - SAFETY
         candidates = self._plan()
         summary = Summary()
