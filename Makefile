@@ -17,11 +17,14 @@ SAM := $(VENV_SAM)/bin/sam
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: requirements-dev.txt layers/common/requirements.txt
+# The last step installs the slack-tokens command (editable); the egg-info it leaves in layers/common would ship
+# in the layer, so it goes.
+$(BIN)/.installed: requirements-dev.txt layers/common/requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required (python3.13 preferred)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e . && rm -rf layers/common/*.egg-info
 	@touch $@
 
 $(VENV_SAM)/.installed:
@@ -39,8 +42,8 @@ invoke: $(BIN)/.installed ## run one function once: FN=<logical id> EVENT=events
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=RotateFunction EVENT=events/rotate_sweep.json [ATTACH=1]"; exit 2; }
 	$(BIN)/python -m local.invoke "$(FN)" "$(EVENT)" $(if $(ATTACH),--attach)
 
-pairs: $(BIN)/.installed ## list the token pairs stored by the running `make run` (never a token)
-	$(BIN)/python -m local.pairs
+pairs: $(BIN)/.installed ## the token pairs (never a token): `slack-tokens pairs` (the running `make run`, else the stack) ARGS=
+	$(BIN)/slack-tokens pairs $(ARGS)
 
 test: lint typecheck ## the full suite: lint, types, unit + integration + browser tests with the coverage gate
 	$(BIN)/python -m pytest tests --cov --cov-report=term

@@ -34,12 +34,13 @@ from typing import Any
 from local import state
 from local.console import Console
 from local.http_api import HttpApi
+from local.lambda_api import LambdaApi
 from local.lambda_host import FunctionHost
-from local.pairs import PairRow, pair_rows
 from local.scheduler import Scheduler
 from local.template import STACK_NAME, TEMPLATE_PATH, Function, Schedule, Template, TemplateError
 from slack_tokens import entrypoints
 from slack_tokens.store import TokenStore
+from slack_tokens_cli.pairs import PairRow, pair_rows
 from tests.support.aws import MotoServer, create_table, endpoint_env, secretsmanager_client
 from tests.support.fake_slack import FakeSlack
 
@@ -81,6 +82,7 @@ class LocalStack:
         self.host: FunctionHost | None = None
         self.api: HttpApi | None = None
         self.scheduler: Scheduler | None = None
+        self.lambda_api: LambdaApi | None = None
         self.public_url = ""
         self.outputs: dict[str, str] = {}
         self._aws_environment: dict[str, str] = {}
@@ -108,6 +110,9 @@ class LocalStack:
         if self.api is not None:
             self.api.stop()
             self.api = None
+        if self.lambda_api is not None:
+            self.lambda_api.stop()
+            self.lambda_api = None
         if self.host is not None:
             self.host.stop()
             self.host = None
@@ -230,9 +235,16 @@ class LocalStack:
         jobs = self._schedule_jobs() if options.run_schedules and options.attach is None else []
         if self.api is not None:
             self.api.start()
+        self._serve_lambda_api()
         self.scheduler = Scheduler(jobs, self.fire).start()
         if options.state_file is not None:
             state.write(options.state_file, self._state(template))
+
+    def _serve_lambda_api(self) -> None:
+        """Lambda's Invoke API for ``slack-tokens rotate`` / ``exchange`` (and ``aws lambda invoke``): ``make run``
+        only (a stack that serves HTTP)."""
+        if self.options.serve_http:
+            self.lambda_api = LambdaApi(self.functions, self.invoke).start()
 
     def _start_backends(self) -> dict[str, str]:
         """Start moto (and the sandbox); the parameters that point the functions at them."""
@@ -313,6 +325,9 @@ class LocalStack:
             "public_url": self.public_url,
             "install_url": self.outputs.get("InstallUrl"),
             "sandbox_url": self.slack.base_url if self.slack is not None else None,
+            "lambda_url": self.lambda_api.url if self.lambda_api is not None else None,
+            "functions": {logical_id: logical_id for logical_id in self.functions},  # FunctionName = logical id here
+            "rotate_every": self._sweep_period(),
             "token_prefix": template.parameters["TokenSecretPrefix"],
             "parameters": {
                 k: v
@@ -321,6 +336,10 @@ class LocalStack:
             },
             "resources": dict(template.bound()),
         }
+
+    def _sweep_period(self) -> float | None:
+        jobs = self.scheduler.jobs if self.scheduler is not None else []
+        return next((period for schedule, period in jobs if schedule.function == "RotateFunction"), None)
 
     def _say(self, component: str, text: str, *, level: str = "INFO") -> None:
         if self.console is not None:
@@ -371,7 +390,9 @@ def summary(result: Any) -> str:
     if not isinstance(result, Mapping):
         return json.dumps(result)[:200]
     parts = [
-        f"{k}={v}" for k, v in result.items() if (isinstance(v, int) and not isinstance(v, bool) and v) or k == "error"
+        f"{k}={v}"
+        for k, v in result.items()
+        if (isinstance(v, int) and not isinstance(v, bool) and v) or (k == "error" and v)
     ]
     failures = result.get("failures")
     if isinstance(failures, Mapping) and failures:

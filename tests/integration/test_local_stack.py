@@ -19,12 +19,12 @@ import pytest
 import urllib3
 
 from local import invoke as invoke_command
-from local import pairs as pairs_command
 from local.console import Console
 from local.http_api import HttpApi
 from local.lambda_host import FunctionHost
 from local.stack import LocalStack, Options
 from local.template import TEMPLATE_PATH, Template, load_template
+from slack_tokens_cli import main as cli
 
 pytestmark = pytest.mark.integration
 
@@ -122,8 +122,14 @@ def output() -> io.StringIO:
 
 
 @pytest.fixture(scope="module")
-def stack(output: io.StringIO) -> Iterator[LocalStack]:
-    with LocalStack(Options(port=0, run_schedules=False), console=Console(output)) as running:
+def state_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("local") / "stack.json"
+
+
+@pytest.fixture(scope="module")
+def stack(output: io.StringIO, state_file: Path) -> Iterator[LocalStack]:
+    options = Options(port=0, run_schedules=False, state_file=state_file)
+    with LocalStack(options, console=Console(output)) as running:
         yield running
 
 
@@ -196,14 +202,14 @@ def test_an_unknown_route_is_a_404_like_api_gateway(stack: LocalStack, browser: 
 
 
 def test_the_operator_view_lists_pairs_without_tokens(
-    stack: LocalStack, browser: Browser, capsys: pytest.CaptureFixture[str]
+    stack: LocalStack, browser: Browser, state_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert stack.slack is not None and stack.moto is not None
     stack.slack.set_installation(team_id="TPAIRS", team_name="Pairs")
     assert browser.get(consent(browser, stack, "allow")).status == 200
     pair = stack.store.read("slack/tokens/team/TPAIRS/bot").pair
 
-    assert pairs_command.main(["--endpoint", stack.moto.url]) == 0
+    assert cli.main(["pairs", "--state-file", str(state_file)]) == 0  # what `make pairs` runs
 
     printed = capsys.readouterr().out
     (line,) = [row for row in printed.splitlines() if "TPAIRS" in row]

@@ -1,30 +1,24 @@
-"""Operator command: put existing legacy (non-expiring) tokens into the store, ready for ExchangeFunction.
-
-    PYTHONPATH=layers/common python -m slack_tokens.legacy_import tokens.csv [--dry-run]
+"""Put existing legacy (non-expiring) tokens into the store, ready for ExchangeFunction (``slack-tokens import``).
 
 The file is CSV with the header ``team_id,enterprise_id,token_type,token,user_id`` or JSON (a list of objects
 with those keys). Every row is checked first; bad rows are reported by line (CSV) or position (JSON), never with
 their token, and are not written. Good rows are stored as legacy pairs (SPEC 4.2: ``refresh_token`` and
-``expires_at`` null). Uses ``TOKEN_SECRET_PREFIX`` and boto3's own configuration (``AWS_ENDPOINT_URL``...).
+``expires_at`` null) under the stack's prefix.
 An import never overwrites: a row whose secret exists already (imported before, exchanged, or reinstalled since)
 is skipped, so running the same file again is harmless.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
-import os
-import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from slack_tokens.config import DEFAULT_PREFIX
 from slack_tokens.errors import StoreError
 from slack_tokens.models import ACTIVE, TokenPair, valid_slack_id
 
@@ -114,44 +108,60 @@ def validate(rows: Iterable[tuple[int, Mapping[str, Any]]], now: int) -> tuple[l
     return good, bad
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout, store: Any = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m slack_tokens.legacy_import", description=__doc__.split("\n")[0])
-    parser.add_argument("file", type=Path, help="CSV or JSON file of legacy tokens")
-    parser.add_argument("--dry-run", action="store_true", help="validate and report only; write nothing")
-    args = parser.parse_args(argv)
+@dataclass
+class Report:
+    """What an import did, by row: never a token."""
+
+    dry_run: bool
+    problems: list[BadRow] = field(default_factory=list)
+    stored: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    valid: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.failed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": self.valid + len(self.problems),
+            "valid": self.valid,
+            "invalid": len(self.problems),
+            "written": len(self.stored),
+            "skipped": len(self.existing),
+            "failed": len(self.failed),
+            "dry_run": self.dry_run,
+            "problems": [{"line": p.line, "problem": p.problem} for p in self.problems],
+            "stored": self.stored,
+            "exists": self.existing,
+            "not_written": [{"name": n, "error": e} for n, e in self.failed],
+        }
+
+
+def read_file(path: Path) -> list[tuple[int, Mapping[str, Any]]]:
+    """The rows of ``path`` (JSON when it ends in .json, else CSV). Raises ``ValueError`` naming only the
+    problem's kind: neither message may quote a row, which holds a token."""
     try:
-        text = args.file.read_text(encoding="utf-8")
-        rows = read_rows(text, json_format=args.file.suffix.lower() == ".json")
-    except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError; neither message quotes a row
-        print(f"cannot read {args.file}: {type(exc).__name__}", file=out)
-        return 2
+        text = path.read_text(encoding="utf-8")
+        return read_rows(text, json_format=path.suffix.lower() == ".json")
+    except (OSError, ValueError) as exc:
+        detail = str(exc) if isinstance(exc, ValueError) and str(exc).startswith(("a JSON", "the CSV")) else ""
+        raise ValueError(f"cannot read {path}: {detail or type(exc).__name__}") from None
+
+
+def import_pairs(rows: Sequence[tuple[int, Mapping[str, Any]]], store: Any, *, dry_run: bool) -> Report:
+    """Check every row; unless ``dry_run``, create each good row's secret (an existing one is left as it is)."""
     good, bad = validate(rows, int(time.time()))
-    for row in bad:
-        print(f"line {row.line}: {row.problem}", file=out)
-    written = failed = skipped = 0
-    if not args.dry_run and good:
-        if store is None:
-            from slack_tokens.store import TokenStore, make_client  # noqa: PLC0415 - boto3 only when writing
-
-            store = TokenStore(make_client(), os.environ.get("TOKEN_SECRET_PREFIX") or DEFAULT_PREFIX)
-        for pair in good:
-            try:
-                stored = store.create_if_absent(pair, deadline=time.monotonic() + 30)
-            except StoreError as exc:
-                failed += 1
-                print(f"{store.name_for(pair.key)}: not written ({exc})", file=out)
-            else:
-                if stored is None:
-                    skipped += 1
-                    print(f"{store.name_for(pair.key)}: exists already, left as it is", file=out)
-                else:
-                    written += 1
-                    print(f"{stored.name}: stored", file=out)
-    summary = {"rows": len(good) + len(bad), "valid": len(good), "invalid": len(bad), "written": written}
-    summary |= {"skipped": skipped, "failed": failed, "dry_run": args.dry_run}
-    print(json.dumps(summary), file=out)
-    return 1 if bad or failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    report = Report(dry_run=dry_run, problems=bad, valid=len(good))
+    if dry_run:
+        return report
+    for pair in good:
+        name = store.name_for(pair.key)
+        try:
+            stored = store.create_if_absent(pair, deadline=time.monotonic() + 30)
+        except StoreError as exc:
+            report.failed.append((name, exc.code or "store_error"))
+            continue
+        (report.existing if stored is None else report.stored).append(name)
+    return report
