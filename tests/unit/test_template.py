@@ -352,9 +352,12 @@ def test_a_run_that_died_is_retried_within_minutes_then_goes_to_the_failure_queu
 
 
 def test_only_the_rotator_and_the_exchange_can_touch_the_run_guard(template: dict[str, Any]) -> None:
+    """Write it, that is; the operators' policy reads it (``slack-tokens status``: the holder and the last sweep)."""
     table = template["Resources"]["RunGuardTable"]
     statements = list(every_statement(template))
-    holders = {name for name, statement in statements if "RunGuardTable" in referenced_names(statement)}
+    touching = [(name, s) for name, s in statements if "RunGuardTable" in referenced_names(s)]
+    holders = {name for name, _ in touching if name != "TokenOperatorPolicy"}
+    operator = {a for name, s in touching if name == "TokenOperatorPolicy" for a in as_list(s["Action"])}
     elsewhere = [
         action
         for _, statement in statements
@@ -367,6 +370,7 @@ def test_only_the_rotator_and_the_exchange_can_touch_the_run_guard(template: dic
     assert table["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
     assert table["Properties"]["KeySchema"] == [{"AttributeName": "name", "KeyType": "HASH"}]
     assert holders == {"RotateFunction", "ExchangeFunction"}, "the callback's role must not be able to block rotation"
+    assert operator == {"dynamodb:GetItem"}
     assert elsewhere == []
 
 
@@ -852,6 +856,45 @@ def test_the_retirer_policy_also_marks_tags_and_schedules_deletion_only_under_th
     }
     assert all(resources == [TOKEN_SECRETS_ARN] for resources in granted.values())
     assert not {"AppCredentialsSecret", "StateKeySecret", "RunGuardTable"} & referenced_names(document)
+
+
+def test_the_operator_policy_grants_what_slack_tokens_calls_and_writes_only_token_pairs(
+    template: dict[str, Any],
+) -> None:
+    granted = managed_policy(template, "TokenOperatorPolicy")
+    document = template["Resources"]["TokenOperatorPolicy"]["Properties"]["PolicyDocument"]
+    stack = "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${AWS::StackName}/*"
+
+    assert granted == {
+        "cloudformation:DescribeStacks": [stack],
+        "cloudformation:ListStackResources": [stack],
+        "secretsmanager:ListSecrets": ["*"],  # names, tags and version ids: never a value
+        **{
+            f"secretsmanager:{action}": [TOKEN_SECRETS_ARN]
+            for action in (
+                "GetSecretValue",  # retire rewrites the value with status revoked
+                "DescribeSecret",
+                "PutSecretValue",
+                "UpdateSecretVersionStage",
+                "TagResource",
+                "DeleteSecret",
+                "CreateSecret",  # import
+            )
+        },
+        "dynamodb:GetItem": [GUARD_TABLE_ARN],  # the guard and the last sweep: read, never written
+        "sqs:GetQueueAttributes": ["${RotationScheduleDLQ.Arn}", "${RotationFailureQueue.Arn}"],
+        "cloudwatch:DescribeAlarms": ["arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"],
+        "lambda:InvokeFunction": ["${RotateFunction.Arn}", "${ExchangeFunction.Arn}"],  # rotate, exchange
+    }
+    assert not {"AppCredentialsSecret", "StateKeySecret"} & referenced_names(document)
+    assert template["Outputs"]["TokenOperatorPolicyArn"]["Value"] == {"Ref": "TokenOperatorPolicy"}
+
+
+def test_the_rotator_records_each_sweep_with_the_guard_permissions_it_has(rotate: dict[str, Any]) -> None:
+    """The last_sweep item is an UpdateItem on the guard's table: no new action, no PutItem or DeleteItem."""
+    granted = grants(statements_of(rotate))
+    assert {a for a in granted if a.startswith("dynamodb:")} == GUARD_ACTIONS
+    assert all(resources == [GUARD_TABLE_ARN] for a, resources in granted.items() if a.startswith("dynamodb:"))
 
 
 def test_the_layer_policies_prefix_and_recovery_window_are_exported_for_the_apps_stacks(
