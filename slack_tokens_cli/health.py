@@ -127,19 +127,21 @@ def queue_depths(target: Target) -> dict[str, int] | None:
 
 
 def alarms_in_alarm(target: Target) -> list[str] | None:
-    if target.alarms is None:
+    """The stack's alarms in ALARM: one DescribeAlarms by the names CloudFormation gives them (``<stack>-…``), kept
+    to the alarms the stack lists when it lists any."""
+    if target.alarms is None or target.alarm_prefix is None:
         return None
-    if not target.alarms:
-        return []
     client = target.aws.client("cloudwatch")
-    found: list[str] = []
-    for start in range(0, len(target.alarms), 100):  # DescribeAlarms takes up to 100 names
-        names = target.alarms[start : start + 100]
-        alarms = target.aws.pages(
-            "read the alarms", client, "describe_alarms", "MetricAlarms", AlarmNames=names, StateValue="ALARM"
-        )
-        found += [a["AlarmName"] for a in alarms]
-    return sorted(found)
+    alarms = target.aws.pages(
+        "read the alarms",
+        client,
+        "describe_alarms",
+        "MetricAlarms",
+        AlarmNamePrefix=target.alarm_prefix,
+        StateValue="ALARM",
+    )
+    names = [a["AlarmName"] for a in alarms]
+    return sorted(n for n in names if not target.alarms or n in target.alarms)
 
 
 def findings(health: Health, target: Target) -> list[Finding]:

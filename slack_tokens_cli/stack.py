@@ -41,7 +41,8 @@ class Target:
     exchange_function: str | None
     guard_table: str | None
     queues: dict[str, str] | None = None  # logical id -> queue URL; None where none exist (the local stack)
-    alarms: list[str] | None = None  # alarm names; None where none exist
+    alarms: list[str] | None = None  # the stack's alarm names as CloudFormation lists them; None where none exist
+    alarm_prefix: str | None = None  # CloudFormation names an alarm "<stack>-<logical id>-<random>"
     recovery_days: int = 7
     sweep_every: float | None = None  # seconds between scheduled sweeps, when known
     local: bool = False
@@ -170,7 +171,10 @@ def cloud_target(aws: Aws, name: str) -> Target:
         exchange_function=outputs.get("ExchangeFunctionName") or physical.get("ExchangeFunction"),
         guard_table=outputs.get("RunGuardTableName") or physical.get("RunGuardTable"),
         queues={q: physical[q] for q in QUEUES if physical.get(q)},
-        alarms=sorted(p for lid, p in physical.items() if resources[lid]["ResourceType"] == "AWS::CloudWatch::Alarm"),
+        alarms=sorted(
+            p for lid, p in physical.items() if p and resources[lid]["ResourceType"] == "AWS::CloudWatch::Alarm"
+        ),
+        alarm_prefix=f"{name}-",
         recovery_days=int(outputs.get("RetiredPairRecoveryDays") or parameters.get("RetiredPairRecoveryDays") or 7),
         sweep_every=float(rate) * 60 if rate.isdigit() else None,
     )

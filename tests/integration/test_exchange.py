@@ -1,7 +1,7 @@
 """Legacy token migration through the real ExchangeFunction handler, moto server and the fake Slack (SPEC 4.4, 5).
 
-Legacy pairs are seeded with the operator's import command (``slack_tokens.legacy_import``) from tokens the fake
-Slack minted with ``add_legacy_token``.
+Legacy pairs are seeded with the operator's import (``slack-tokens import``, ``slack_tokens_cli.legacy_import``)
+from tokens the fake Slack minted with ``add_legacy_token``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,23 @@ from typing import Any
 
 import pytest
 
-from slack_tokens import entrypoints, legacy_import
+from slack_tokens import entrypoints
 from slack_tokens.slack_client import SlackClient
+from slack_tokens.store import TokenStore, make_client
+from slack_tokens_cli.cmd_import import render
+from slack_tokens_cli.legacy_import import import_pairs, read_file
+from slack_tokens_cli.output import Out
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PREFIX, App, LogCapture
 from tests.support.lambda_runtime import invoke, load_event
+
+
+def import_file(path: Path) -> tuple[bool, str]:
+    """``slack-tokens import FILE`` against the test's store: whether every row was fine, and what it printed."""
+    report = import_pairs(read_file(path), TokenStore(make_client(), PREFIX), dry_run=False)
+    out = io.StringIO()
+    render(report, Out(out))
+    return report.ok, out.getvalue()
+
 
 BOT = f"{PREFIX}team/T0001/bot"
 USER = f"{PREFIX}team/T0001/user/U0001"
@@ -53,9 +66,9 @@ class Migration:
             names.append(name)
         path = self._tmp / "legacy.csv"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        out = io.StringIO()
-        assert legacy_import.main([str(path)], out=out) == 0, out.getvalue()
-        assert not any(token in out.getvalue() for token in self.legacy.values())
+        ok, out = import_file(path)
+        assert ok, out
+        assert not any(token in out for token in self.legacy.values())
         return names
 
     def exchange(self, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -146,11 +159,11 @@ def test_importing_the_same_file_again_never_overwrites_a_migrated_pair(mig: Mig
     migrated = mig.app.stored(name)
     path = mig._tmp / "legacy.csv"
 
-    out = io.StringIO()
-    assert legacy_import.main([str(path)], out=out) == 0
+    ok, out = import_file(path)
 
-    assert f"{name}: exists already, left as it is" in out.getvalue()
-    assert json.loads(out.getvalue().splitlines()[-1])["skipped"] == 1
+    assert ok
+    assert f"{name}: exists already, left as it is" in out
+    assert "0 stored, 1 already there" in out.splitlines()[-1]
     assert mig.app.stored(name) == migrated
 
 
@@ -289,7 +302,7 @@ def test_a_refused_legacy_token_needs_a_reinstall(mig: Migration, how: str, tmp_
         path = tmp_path / "rows.json"
         row = {"team_id": "T0001", "enterprise_id": "", "token_type": "bot", "token": "xoxb-1-2-nope", "user_id": ""}
         path.write_text(json.dumps([row]), encoding="utf-8")
-        assert legacy_import.main([str(path)], out=io.StringIO()) == 0
+        assert import_file(path)[0]
         expected = "invalid_token"
     else:
         mig.seed(("bot", "T0001", None))

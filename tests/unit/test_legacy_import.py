@@ -1,4 +1,5 @@
-"""The legacy token import command: every row is validated, bad rows are reported by line without their token."""
+"""The legacy token import (``slack-tokens import``): every row is validated, bad rows are reported by line without
+their token."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from typing import Any
 
 import pytest
 
-from slack_tokens.legacy_import import main, read_rows, to_pair, validate
 from slack_tokens.models import TokenPair
+from slack_tokens_cli.cmd_import import render
+from slack_tokens_cli.legacy_import import import_pairs, read_file, read_rows, to_pair, validate
+from slack_tokens_cli.main import main
+from slack_tokens_cli.output import Out
 
 BOT_TOKEN = "xoxb-1111-2222-abcdefghijklmnopqrstuvwx"
 USER_TOKEN = "xoxp-1111-3333-4444-0123456789abcdef"
@@ -89,17 +93,20 @@ def test_an_unreadable_file_is_refused_as_a_whole(text: str, json_format: bool) 
         read_rows(text, json_format=json_format)
 
 
-def test_dry_run_reports_bad_rows_by_line_and_writes_nothing(tmp_path: Path) -> None:
+def test_dry_run_reports_bad_rows_by_line_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "tokens.csv"
     path.write_text(HEADER + f"T0001,,bot,{BOT_TOKEN},\nT0002,,user,{USER_TOKEN},\n", encoding="utf-8")
-    out, store = io.StringIO(), RecordingStore()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: a dry run must not call AWS
+    out, human = io.StringIO(), io.StringIO()
 
-    status = main([str(path), "--dry-run"], out=out, store=store)
+    status = main(["import", str(path), "--dry-run", "--json"], stdout=out)
+    assert main(["import", str(path), "--dry-run"], stdout=human) == 1
 
-    lines = out.getvalue().splitlines()
+    report = json.loads(out.getvalue())
     assert status == 1
-    assert lines[0] == "line 3: user rows need a valid user_id"
-    assert json.loads(lines[-1]) == {
+    assert human.getvalue().splitlines()[0] == "line 3: user rows need a valid user_id"
+    assert report == {
+        "stack": None,
         "rows": 2,
         "valid": 1,
         "invalid": 1,
@@ -107,9 +114,14 @@ def test_dry_run_reports_bad_rows_by_line_and_writes_nothing(tmp_path: Path) -> 
         "skipped": 0,
         "failed": 0,
         "dry_run": True,
+        "problems": [{"line": 3, "problem": "user rows need a valid user_id"}],
+        "stored": [],
+        "exists": [],
+        "not_written": [],
+        "ok": False,
     }
-    assert store.saved == []
-    assert BOT_TOKEN not in out.getvalue() and USER_TOKEN not in out.getvalue()
+    for text in (out.getvalue(), human.getvalue()):
+        assert BOT_TOKEN not in text and USER_TOKEN not in text
 
 
 def test_json_rows_are_written(tmp_path: Path) -> None:
@@ -118,10 +130,21 @@ def test_json_rows_are_written(tmp_path: Path) -> None:
     path.write_text(json.dumps(rows), encoding="utf-8")
     out, store = io.StringIO(), RecordingStore()
 
-    status = main([str(path)], out=out, store=store)
+    report = import_pairs(read_file(path), store, dry_run=False)
+    render(report, Out(out))
 
-    assert status == 1
+    assert not report.ok
     assert [p.token_type for p in store.saved] == ["bot", "user"]
     assert "line 3: token_type must be bot or user" in out.getvalue()
-    assert json.loads(out.getvalue().splitlines()[-1])["written"] == 2
+    assert report.to_json()["written"] == 2
     assert BOT_TOKEN not in out.getvalue() and USER_TOKEN not in out.getvalue()
+
+
+def test_an_unreadable_file_is_a_usage_error_that_quotes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(f'[{{"token": "{BOT_TOKEN}"', encoding="utf-8")  # cut short
+    err = io.StringIO()
+
+    assert main(["import", str(path), "--dry-run"], stderr=err) == 2
+    assert "cannot read" in err.getvalue() and BOT_TOKEN not in err.getvalue()
+    assert main(["import", str(tmp_path / "missing.csv"), "--dry-run"], stderr=err) == 2
