@@ -108,6 +108,10 @@ class Aws:
         return explain(exc, what, denied=self.denied)
 
 
+def access_denied(what: str, action: str | None) -> CliError:
+    return CliError(f"cannot {what}: access denied - your AWS identity lacks {action or 'a permission'} ({_HINT})")
+
+
 def explain(exc: Exception, what: str, *, denied: str | None = None) -> CliError:  # noqa: PLR0911 - one per kind
     """One line an operator can act on, for any botocore failure (never its traceback)."""
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
@@ -123,8 +127,7 @@ def explain(exc: Exception, what: str, *, denied: str | None = None) -> CliError
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         if code in DENIED:
-            action = denied or f"the permission for {exc.operation_name}"
-            return CliError(f"cannot {what}: access denied - your AWS identity lacks {action} ({_HINT})")
+            return access_denied(what, denied or f"the permission for {exc.operation_name}")
         if code in BAD_CREDENTIALS:
             return CliError(f"cannot {what}: AWS refused the credentials ({code}); refresh them (e.g. aws sso login)")
         return CliError(f"cannot {what}: {exc.operation_name} failed: {code} {error.get('Message', '')}".rstrip())

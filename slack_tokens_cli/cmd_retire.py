@@ -11,8 +11,9 @@ import time
 from slack_tokens.errors import StoreError
 from slack_tokens.handover import ALREADY_RETIRED, FAILED, RETIRED, Handover, Outcome
 from slack_tokens.store import TokenStore
+from slack_tokens_cli.aws import access_denied
 from slack_tokens_cli.confirm import confirmed
-from slack_tokens_cli.errors import ATTENTION, OK, CliError
+from slack_tokens_cli.errors import ATTENTION, OK
 from slack_tokens_cli.output import Out
 from slack_tokens_cli.selection import chosen
 from slack_tokens_cli.stack import Target
@@ -65,7 +66,5 @@ def _retire(handover: Handover, target: Target, name: str, reason: str) -> Outco
         return handover.retire(name, reason, recovery_days=target.recovery_days, end=time.monotonic() + WRITE_SECONDS)
     except StoreError as exc:
         if exc.code in ("AccessDeniedException", "AccessDenied"):
-            raise CliError(
-                f"cannot retire {name}: access denied - your AWS identity lacks {target.aws.denied}"
-            ) from None
+            raise access_denied(f"retire {name}", target.aws.denied) from None
         return Outcome(name, FAILED, exc.code or "store_error")

@@ -140,7 +140,7 @@ def alarms_in_alarm(target: Target) -> list[str] | None:
         AlarmNamePrefix=target.alarm_prefix,
         StateValue="ALARM",
     )
-    names = [a["AlarmName"] for a in alarms]
+    names = [a["AlarmName"] for a in alarms if a.get("StateValue") == "ALARM"]  # moto drops StateValue with a prefix
     return sorted(n for n in names if not target.alarms or n in target.alarms)
 
 
