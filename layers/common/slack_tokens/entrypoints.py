@@ -44,7 +44,7 @@ def secretsmanager_client() -> Any:
 
 @cache
 def dynamodb_client() -> Any:
-    """Made on first use: a sweep with nothing due never builds it (about 10 ms of a cold start)."""
+    """Made on first use (about 10 ms of a cold start): a sweep, to leave its ``last_sweep`` record; the guard."""
     from slack_tokens.guard import make_client as make_guard_client  # noqa: PLC0415 - lazy, see above
 
     return make_guard_client()
