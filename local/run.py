@@ -94,6 +94,7 @@ def banner(stack: LocalStack, console: Console) -> None:
         f"  1. open the install URL in a browser and press Allow{'' if sandbox else ' on Slack'}",
         "  2. the 'store' lines below say where the pair is stored; the 'schedule' lines show it rotated",
         "  3. in another terminal:  make pairs   (lists stored pairs, never a token)",
+        "     .venv/bin/slack-tokens status   (health: pairs, the last sweep, the run guard)",
         "     make invoke FN=RotateFunction EVENT=events/rotate_sweep.json ATTACH=1   (a sweep now)",
         "  Ctrl-C stops everything.",
         "",
