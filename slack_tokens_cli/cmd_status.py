@@ -40,12 +40,15 @@ def run(args: argparse.Namespace, target: Target, out: Out) -> int:
 
 
 def render(health: Health, target: Target, out: Out) -> None:
-    lines = [(out.paint(target.label, "bold"), "")]
-    lines += [("Pairs", _pairs(health, out)), ("Most urgent", _urgent(health, out))]
-    lines += [("Last sweep", _sweep(health.last_sweep, out)), ("Run guard", _guard(health.guard, health.now, out))]
-    lines += [("Queues", _queues(health.queues, out)), ("Alarms", _alarms(health.alarms, out))]
-    out.line(lines[0][0])
-    for label, text in lines[1:]:
+    out.line(out.paint(target.label, "bold"))
+    for label, text in (
+        ("Pairs", _pairs(health, out)),
+        ("Most urgent", _urgent(health, out)),
+        ("Last sweep", _sweep(health.last_sweep, out)),
+        ("Run guard", _guard(health.guard, health.now, out)),
+        ("Queues", _queues(health.queues, out)),
+        ("Alarms", _alarms(health.alarms, out)),
+    ):
         out.line(f"  {label:<12} {text}")
     out.line()
     if not health.findings:
@@ -94,6 +97,8 @@ def _guard(guard: dict[str, Any] | None, now: float, out: Out) -> str:
     if guard is None:
         return "-"
     if not guard["held"]:
+        if guard["verdict"] == "lapsed":
+            return "free: a run's claim lapsed without being let go (it died or was cut off); the next run takes it"
         released = guard.get("last_released_at")
         return "free" + (f" (last let go {ago(now - released)})" if released else "")
     until = guard["expires_at"] - now if guard["expires_at"] is not None else None
