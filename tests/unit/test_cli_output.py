@@ -15,6 +15,7 @@ import pytest
 
 from slack_tokens_cli.aws import Aws
 from slack_tokens_cli.cmd_rotate import outcome
+from slack_tokens_cli.confirm import confirmed
 from slack_tokens_cli.errors import CliError
 from slack_tokens_cli.invoke import invoke
 from slack_tokens_cli.output import Out, ago, duration, parse_duration, table
@@ -179,3 +180,23 @@ def test_a_function_busy_for_longer_than_the_patience_is_reported(throttling: Th
 def test_a_stack_without_the_function_says_so() -> None:
     with pytest.raises(CliError, match="no ExchangeFunction"):
         invoke(target_at("http://127.0.0.1:9"), None, "ExchangeFunction", {})
+
+
+class Keyboard(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("typed", "answer"), [("y\n", True), ("yes\n", True), ("\n", False), ("n\n", False)])
+def test_a_terminal_is_asked_and_only_yes_goes_ahead(typed: str, answer: bool) -> None:
+    asked = io.StringIO()
+
+    assert confirmed("Retire 1 pair(s)?", yes=False, stdin=Keyboard(typed), stderr=asked) is answer
+    assert asked.getvalue() == "Retire 1 pair(s)? [y/N] "
+
+
+def test_yes_needs_no_terminal_and_without_it_a_pipe_is_refused() -> None:
+    assert confirmed("Go?", yes=True, stdin=io.StringIO()) is True
+    with pytest.raises(CliError, match="pass --yes") as refused:
+        confirmed("Go?", yes=False, stdin=io.StringIO())
+    assert refused.value.status == 2
