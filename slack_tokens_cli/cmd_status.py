@@ -99,8 +99,11 @@ def _guard(guard: dict[str, Any] | None, now: float, out: Out) -> str:
     if not guard["held"]:
         if guard["verdict"] == "lapsed":
             return "free: a run's claim lapsed without being let go (it died or was cut off); the next run takes it"
-        released = guard.get("last_released_at")
-        return "free" + (f" (last let go {ago(now - released)})" if released else "")
+        released, last = guard.get("last_released_at"), guard.get("last_summary") or {}
+        if not released:
+            return "free"
+        did = " ".join(f"{k}={last[k]}" for k in _COUNTS if last.get(k)) or "nothing"
+        return f"free (last held by a run that ended {ago(now - released)}: {did})"
     until = guard["expires_at"] - now if guard["expires_at"] is not None else None
     text = f"held by {guard['holder'] or '?'}"
     if guard["acquired_at"] is not None:

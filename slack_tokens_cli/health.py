@@ -91,6 +91,7 @@ def _guard(item: dict[str, Any] | None, now: float) -> dict[str, Any]:
         "expires_at": claim.expires_at if claim and held else None,
         "in_flight": list(claim.in_flight) if claim else [],
         "last_released_at": _number(item, "released_at"),
+        "last_summary": _json(item, "last_summary"),  # what the last run that held it did
     }
 
 
@@ -98,12 +99,16 @@ def _sweep(item: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
     at = _number(item, "at")
     if item is None or at is None:
         return None
-    try:
-        summary = json.loads(item.get("summary", {}).get("S", "{}"))
-    except ValueError:
-        summary = {}
     holder = item.get("holder", {}).get("S")
-    return {"at": at, "ago_seconds": int(now - at), "holder": holder, "summary": summary}
+    return {"at": at, "ago_seconds": int(now - at), "holder": holder, "summary": _json(item, "summary") or {}}
+
+
+def _json(item: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(item[key]["S"]) if item and key in item else None
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _number(item: dict[str, Any] | None, key: str) -> float | None:

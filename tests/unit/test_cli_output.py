@@ -17,6 +17,7 @@ from slack_tokens_cli.aws import Aws
 from slack_tokens_cli.cmd_rotate import outcome
 from slack_tokens_cli.confirm import confirmed
 from slack_tokens_cli.errors import CliError
+from slack_tokens_cli.health import Health, findings
 from slack_tokens_cli.invoke import invoke
 from slack_tokens_cli.output import Out, ago, duration, parse_duration, table
 from slack_tokens_cli.stack import Target, samconfig
@@ -200,3 +201,17 @@ def test_yes_needs_no_terminal_and_without_it_a_pipe_is_refused() -> None:
     with pytest.raises(CliError, match="pass --yes") as refused:
         confirmed("Go?", yes=False, stdin=io.StringIO())
     assert refused.value.status == 2
+
+
+def test_the_last_sweeps_failures_and_age_need_attention() -> None:
+    now = 10_000.0
+    target = Target("test", Aws(region="us-east-1"), "slack/tokens/", None, None, None, sweep_every=60.0)
+    failed = {"at": now - 30, "ago_seconds": 30, "holder": "h", "summary": {"failed": 2, "failures": {"x": 2}}}
+    old = {"at": now - 600, "ago_seconds": 600, "holder": "h", "summary": {"guard": "busy", "blocked_by": "R/1"}}
+
+    def codes(sweep: dict[str, Any]) -> list[str]:
+        return [f.code for f in findings(Health(now, [], None, sweep, None, None), target)]
+
+    assert codes(failed) == ["sweep_failed"]
+    assert codes(old) == ["guard_blocked", "sweep_overdue"]  # 600 s > 3 periods of 60 s
+    assert codes({**old, "ago_seconds": 100, "summary": {"guard": "unavailable"}}) == ["guard_problem"]
