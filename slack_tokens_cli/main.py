@@ -67,6 +67,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
             status: int = args.run(args, target, out)
     except CliError as exc:
         print(f"slack-tokens: {exc}", file=stderr)
+        if args.json:  # a script reading stdout gets an answer it can parse, too
+            out.json({"error": str(exc), "exit_status": exc.status})
         return exc.status
     except KeyboardInterrupt:
         print("slack-tokens: interrupted", file=stderr)

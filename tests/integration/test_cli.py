@@ -454,9 +454,14 @@ def test_import_then_exchange_a_legacy_token(local: Local, tmp_path: Path) -> No
 
 def test_an_unknown_stack_is_named_with_what_to_do(cloud: dict[str, str]) -> None:
     run = cli("status", "--stack", "no-such-stack")
+    scripted = cli("status", "--stack", "no-such-stack", "--json")
 
     assert run.status == 3 and run.out == ""
     assert "no stack named no-such-stack in us-east-1" in run.err and "--stack" in run.err
+    assert scripted.status == 3 and scripted.json() == {
+        "error": run.err.strip()[len("slack-tokens: ") :],
+        "exit_status": 3,
+    }
 
 
 def test_missing_credentials_are_one_line_and_exit_3(local: Local, monkeypatch: pytest.MonkeyPatch) -> None:
