@@ -215,3 +215,12 @@ def test_the_last_sweeps_failures_and_age_need_attention() -> None:
     assert codes(failed) == ["sweep_failed"]
     assert codes(old) == ["guard_blocked", "sweep_overdue"]  # 600 s > 3 periods of 60 s
     assert codes({**old, "ago_seconds": 100, "summary": {"guard": "unavailable"}}) == ["guard_problem"]
+
+
+def test_the_command_is_not_in_the_lambda_layer_and_no_function_imports_it() -> None:
+    root = Path(__file__).resolve().parents[2]
+    layer = root / "layers" / "common"
+    shipped = [*layer.rglob("*.py"), *(root / "functions").rglob("*.py")]
+
+    assert not (layer / "slack_tokens_cli").exists() and not (layer / "slack_tokens" / "legacy_import.py").exists()
+    assert shipped and not [p for p in shipped if "slack_tokens_cli" in p.read_text(encoding="utf-8")]
