@@ -89,7 +89,7 @@ def _guard(item: dict[str, Any] | None, now: float) -> dict[str, Any]:
         "holder": claim.holder if claim and held else None,
         "acquired_at": claim.acquired_at if claim and held else None,
         "expires_at": claim.expires_at if claim and held else None,
-        "in_flight": list(claim.in_flight) if claim else [],
+        "in_flight": [noted.name for noted in claim.in_flight] if claim else [],  # pairs a run is refreshing
         "last_released_at": _number(item, "released_at"),
         "last_summary": _json(item, "last_summary"),  # what the last run that held it did
     }

@@ -295,6 +295,7 @@ def test_status_sees_a_guard_claim_no_working_run_writes(local: Local) -> None:
         "acquired_at": {"N": str(now - 5)},
         "expires_at": {"N": str(now + 3600)},  # no holder ever claims an hour
         "rev": {"S": "rev"},
+        "in_flight": {"SS": [f"{PREFIX}team/TCLI1/bot#active-{int(now):010d}-{'0' * 32}"]},
     }
     dynamodb.put_item(TableName=local.guard_table, Item=stuck)
     try:
@@ -305,6 +306,7 @@ def test_status_sees_a_guard_claim_no_working_run_writes(local: Local) -> None:
 
     assert run.status == 1 and "held by RotateFunction/stuck" in run.out and "implausible" in run.out
     assert guard["held"] is True and guard["verdict"] == "implausible" and guard["holder"] == "RotateFunction/stuck"
+    assert guard["in_flight"] == [f"{PREFIX}team/TCLI1/bot"] and "refreshing 1" in run.out
 
 
 def test_status_of_a_deployed_stack_reads_its_queues_and_alarms(local: Local, cloud: dict[str, str]) -> None:

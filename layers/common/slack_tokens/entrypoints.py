@@ -44,7 +44,7 @@ def secretsmanager_client() -> Any:
 
 @cache
 def dynamodb_client() -> Any:
-    """Made on first use (about 10 ms of a cold start): a sweep, to leave its ``last_sweep`` record; the guard."""
+    """Made on first use (about 10 ms of a cold start): the guard, and each sweep's ``last_sweep`` record."""
     from slack_tokens.guard import make_client as make_guard_client  # noqa: PLC0415 - lazy, see above
 
     return make_guard_client()
