@@ -12,18 +12,20 @@ VENV_SAM := .venv-sam
 BIN := $(VENV)/bin
 SAM := $(VENV_SAM)/bin/sam
 
-.PHONY: help venv run invoke pairs test lint typecheck unit integration e2e template sam-validate build bench soak format clean
+.PHONY: help venv lock run invoke pairs test lint typecheck unit integration e2e template sam-validate build bench soak format clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-# The last step installs the slack-tokens command (editable); the egg-info it leaves in layers/common would ship
-# in the layer, so it goes.
+# The dev lock pins the layer's runtime packages at the layer lock's versions (tests/unit/test_locks.py checks it),
+# so the tests run on the set that is deployed; every download is checked against the lock's hashes.
+# The last step installs the slack-tokens command (editable, no dependencies); the egg-info it leaves in
+# layers/common would ship in the layer, so it goes.
 $(BIN)/.installed: requirements-dev.txt layers/common/requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is required (python3.13 preferred)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e . && rm -rf layers/common/*.egg-info
 	@touch $@
 
@@ -33,7 +35,17 @@ $(VENV_SAM)/.installed:
 	$(VENV_SAM)/bin/python -m pip install --quiet aws-sam-cli==1.170.0
 	@touch $@
 
-venv: $(BIN)/.installed ## create .venv with the pinned dev dependencies
+venv: $(BIN)/.installed ## create .venv with the locked dev dependencies (hashes required)
+
+# Both locks are resolved from their .in files. The layer's is for the Lambda target (the template's Architectures
+# and Runtime, wheels only), whatever machine runs this; the dev lock is universal (any OS, Python 3.11+) and takes
+# the runtime packages from the layer lock. Versions already locked are kept unless UPGRADE=1.
+LAMBDA_PLATFORM := aarch64-manylinux2014
+LOCK_FLAGS = --quiet --generate-hashes --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+lock: $(BIN)/.installed ## refresh both locks with hashes from the .in files (UPGRADE=1: newest versions allowed)
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --python-version 3.13 --python-platform $(LAMBDA_PLATFORM) \
+	  --only-binary :all: layers/common/requirements.in -o layers/common/requirements.txt
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --universal --python-version 3.11 requirements-dev.in -o requirements-dev.txt
 
 run: $(BIN)/.installed ## the whole flow on this machine until Ctrl-C (PORT=, TOKEN_LIFETIME=, ROTATE_EVERY=)
 	$(BIN)/python -m local.run
