@@ -12,7 +12,7 @@ VENV_SAM := .venv-sam
 BIN := $(VENV)/bin
 SAM := $(VENV_SAM)/bin/sam
 
-.PHONY: help venv lock run invoke pairs test lint typecheck unit integration e2e template sam-validate build bench soak format clean
+.PHONY: help venv lock run invoke pairs test lint typecheck unit integration e2e template sam-validate build check-build bench soak format clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -88,6 +88,37 @@ build: $(VENV_SAM)/.installed ## sam build without Docker (needs python3.13, the
 	@PATH="$(dir $(PYTHON)):$$PATH" command -v python3.13 >/dev/null || { \
 	  echo "sam build needs python3.13 on PATH (the functions' runtime); set PYTHON=/path/to/python3.13"; exit 1; }
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM) build
+
+check-build: $(BIN)/.installed ## check the last `make build`: a hash-based .pyc for every .py, nothing of the checkout
+	REQUIRE_BUILD=1 $(BIN)/python -m pytest tests/built -q
+
+# --- What `sam build` runs (BuildMethod: makefile, ContextPath: .) -------------------------------------------------
+# SAM copies the resource's CodeUri/ContentUri to a scratch directory, runs `make build-<LogicalId>` there with this
+# Makefile and ARTIFACTS_DIR set, and zips ARTIFACTS_DIR as is. Each target ships every module as a hash-based .pyc
+# for Python 3.13 beside its source: SAM's zip dates every entry 1980-01-01, which makes timestamp-based .pyc stale,
+# and Lambda's read-only /opt and /var/task let no cache be written, so without them every cold start compiles every
+# module. unchecked-hash: the deployed code never changes, so reading and hashing each source at import buys nothing
+# (tests/built checks at build time that each .pyc matches its source). docs/build.md has the measurements.
+LAMBDA_PYTHON ?= $(firstword $(foreach c,$(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3.13,$(shell $(c) -c 'import sys; assert sys.version_info[:2] == (3, 13); print("$(c)")' 2>/dev/null)))
+LAMBDA_PIP_TARGET := --platform manylinux2014_aarch64 --implementation cp --python-version 3.13 --only-binary=:all:
+COMPILE = $(LAMBDA_PYTHON) -m compileall -q --invalidation-mode unchecked-hash
+COPY_SOURCES = tar --exclude=__pycache__ --exclude='*.py[co]' --exclude='*.egg-info' --exclude=build -cf -
+
+build-SharedLayer:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "run by sam build (ARTIFACTS_DIR unset): use make build"; exit 2; }
+	@test -n "$(LAMBDA_PYTHON)" || { echo "the layer is compiled for Python 3.13: python3.13 not found"; exit 1; }
+	rm -rf "$(ARTIFACTS_DIR)/python"
+	$(LAMBDA_PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile --no-deps --require-hashes \
+	  $(LAMBDA_PIP_TARGET) --target "$(ARTIFACTS_DIR)/python" -r requirements.txt
+	rm -rf "$(ARTIFACTS_DIR)/python/bin"
+	$(COPY_SOURCES) slack_tokens | tar -xf - -C "$(ARTIFACTS_DIR)/python"
+	$(COMPILE) -s "$(ARTIFACTS_DIR)/python" -p /opt/python "$(ARTIFACTS_DIR)/python"
+
+build-InstallFunction build-OAuthCallbackFunction build-RotateFunction build-ExchangeFunction:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "run by sam build (ARTIFACTS_DIR unset): use make build"; exit 2; }
+	@test -n "$(LAMBDA_PYTHON)" || { echo "the functions are compiled for Python 3.13: python3.13 not found"; exit 1; }
+	$(COPY_SOURCES) --exclude=tests . | tar -xf - -C "$(ARTIFACTS_DIR)"
+	$(COMPILE) -s "$(ARTIFACTS_DIR)" -p /var/task "$(ARTIFACTS_DIR)"
 
 bench: $(BIN)/.installed ## benchmarks: cold start vs the boto3 floor, AWS calls per callback, rotation, crash table
 	$(BIN)/python -m bench

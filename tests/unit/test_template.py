@@ -221,11 +221,22 @@ def test_globals_give_every_function_runtime_architecture_handler_and_layer(
         assert not overridden, f"{name} overrides {sorted(overridden)} from Globals"
 
 
+def test_every_function_is_built_by_its_makefile_target(template: dict[str, Any]) -> None:
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    functions = {n: r for n, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert functions
+    for name, resource in {"SharedLayer": template["Resources"]["SharedLayer"], **functions}.items():
+        assert resource["Metadata"]["BuildMethod"] == "makefile", name
+        assert resource["Metadata"]["ContextPath"] == ".", name
+        assert re.search(rf"^(build-\S+ )*build-{name}\b.*:", makefile, re.MULTILINE), f"no build-{name} target"
+
+
 def test_shared_layer_is_built_for_python313_on_arm64(template: dict[str, Any]) -> None:
     layer = template["Resources"]["SharedLayer"]
 
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
-    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    # Built by the Makefile's build-SharedLayer (hash-based .pyc; tests/built checks the output).
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "ContextPath": ".", "BuildArchitecture": "arm64"}
     assert layer["Properties"]["ContentUri"] == "layers/common/"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
