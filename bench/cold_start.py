@@ -68,6 +68,7 @@ def lambda_env(function: str, *, trace_disabled: bool = True) -> dict[str, str]:
         "SLACK_STATE_SECRET_ID": _FAKE_ARN.format("slack-app/state-key-GhIjKl"),
         "SLACK_SCOPES": "chat:write,commands",
         "TOKEN_SECRET_PREFIX": "slack/tokens/",
+        "GUARD_TABLE_NAME": "slack-token-lifecycle-RunGuardTable-BENCH",  # rotate and exchange refuse to start without
         "POWERTOOLS_SERVICE_NAME": "slack-token-lifecycle",
         "POWERTOOLS_METRICS_NAMESPACE": "SlackTokenLifecycle",
         "POWERTOOLS_TRACE_DISABLED": "true" if trace_disabled else "false",
@@ -166,7 +167,10 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-@register("cold-start", "Cold start: handler import + init vs the boto3 floor (fresh interpreter per sample)")
+@register(
+    "cold-start",
+    "Cold start, cached bytecode (dev checkout, not the deployed shape): handler import + init vs the boto3 floor",
+)
 def run(options: Options, report: Report) -> None:
     rounds = 5 if options.quick else 15
     handlers, has_install = discover(report)

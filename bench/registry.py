@@ -15,6 +15,7 @@ from bench.report import Report
 # Modules that register benchmarks, in the order they run. Add e.g. "bench.rotation" here.
 MODULES: tuple[str, ...] = (
     "bench.cold_start",
+    "bench.deployed_cold_start",
     "bench.aws_calls",
     "bench.rotation",
     "bench.installation_store",
