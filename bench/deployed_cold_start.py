@@ -56,7 +56,9 @@ RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "
 RUNTIME_DISTRIBUTIONS = ("boto3", "botocore", "s3transfer", "jmespath", "python_dateutil", "six", "urllib3")
 SLIM_LAYER_DROPS = tuple(name for name in RUNTIME_PACKAGES if name != "urllib3")
 SLIM_LAYER_DROPS_DIST = tuple(name for name in RUNTIME_DISTRIBUTIONS if name != "urllib3")
-_COMPILED = re.compile(r"^# code object from '(?P<path>.+\.py)'$")
+# `python -v` says "code object from <x.py>" (unquoted) for a module compiled from source, and
+# "code object from '<x.pyc>'" for one read from bytecode.
+_COMPILED = re.compile(r"^# code object from '?(?P<path>[^']+\.py)'?$")
 _BOLT_APP = (
     "from slack_bolt.adapter.aws_lambda.lambda_s3_oauth_flow import LambdaS3OAuthFlow\n"
     "\n"
@@ -341,18 +343,18 @@ def count_compiled(python: str, sample: Sample, shape: Shape) -> None:
     )
     places = {"layer": shape.layer, "slim layer": shape.slim_layer, "runtime": shape.runtime}
     where: dict[str, int] = {}
-    total = 0
-    for line in proc.stderr.splitlines():
-        match = _COMPILED.match(line)
-        if match is None:
-            continue
-        total += 1
-        path = Path(match["path"])
+    compiled = compiled_sources(proc.stderr)
+    for path in compiled:
         place = next((name for name, root in places.items() if path.is_relative_to(root)), None)
         if place is None:
             place = "function" if path.is_relative_to(shape.root / "mounted") else "other"
         where[place] = where.get(place, 0) + 1
-    sample.compiled, sample.compiled_where = total, where
+    sample.compiled, sample.compiled_where = len(compiled), where
+
+
+def compiled_sources(verbose_stderr: str) -> list[Path]:
+    """The source files a ``python -v`` run compiled (read as source, not from a .pyc)."""
+    return [Path(m["path"]) for line in verbose_stderr.splitlines() if (m := _COMPILED.match(line))]
 
 
 def _ms(seconds: float) -> str:
