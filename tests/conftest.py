@@ -25,6 +25,7 @@ CLIENT_SECRET = "fake-client-secret-0123456789abcdef"
 STATE_KEY = "state-key-" + "k" * 54
 PREFIX = "slack/tokens/"
 GUARD_TABLE = "slack-token-lifecycle-RunGuardTable-TEST"
+USED_STATE_TABLE = "slack-token-lifecycle-UsedStateTable-TEST"
 
 
 @pytest.fixture(scope="session")
@@ -172,8 +173,10 @@ def configure(monkeypatch: pytest.MonkeyPatch, aws: Any, slack: FakeSlack, **ove
         Name="slack-app/credentials", SecretString=json.dumps({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
     )
     state_secret = aws.create_secret(Name="slack-app/state-key", SecretString=STATE_KEY)
-    guard_table = Template.load().resources["RunGuardTable"]["Properties"]  # the table exactly as deployed
-    create_table(dynamodb_client(aws.meta.endpoint_url), GUARD_TABLE, guard_table)
+    tables = Template.load().resources  # the tables exactly as deployed
+    dynamodb = dynamodb_client(aws.meta.endpoint_url)
+    create_table(dynamodb, GUARD_TABLE, tables["RunGuardTable"]["Properties"])
+    create_table(dynamodb, USED_STATE_TABLE, tables["UsedStateTable"]["Properties"])
     env = {
         "SLACK_APP_SECRET_ID": app_secret["ARN"],
         "SLACK_STATE_SECRET_ID": state_secret["ARN"],
@@ -189,6 +192,7 @@ def configure(monkeypatch: pytest.MonkeyPatch, aws: Any, slack: FakeSlack, **ove
         "INSTALL_FAILURE_URL": "",
         "POWERTOOLS_METRICS_NAMESPACE": "SlackTokenLifecycleTest",
         "GUARD_TABLE_NAME": GUARD_TABLE,
+        "USED_STATE_TABLE_NAME": USED_STATE_TABLE,
         **overrides,
     }
     for key, value in env.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -58,12 +59,21 @@ def current_version(secrets: dict[str, dict[str, list[str]]], name: str) -> str 
     return next((v for v, stages in secrets.get(name, {}).items() if "AWSCURRENT" in stages), None)
 
 
+# Outcomes of a callback whose state matched the browser's cookie: its pending install is over, the cookie goes.
+# Every other refusal proved nothing and leaves the browser's cookie alone (anyone can send any callback).
+VERIFIED_OUTCOMES = {"missing_code", "cancelled", "slack_error", "state_used"}
+
+
 def assert_refused(
     app: App, response: dict[str, Any], capsys: pytest.CaptureFixture[str], *, status: int, outcome: str
 ) -> None:
     assert response["statusCode"] == status
     assert response["headers"]["Content-Type"] == "text/html; charset=utf-8"
-    assert any(c.startswith(f"{COOKIE_NAME}=;") and "Max-Age=0" in c for c in response["cookies"])
+    cleared = [c for c in response["cookies"] if c.startswith(f"{COOKIE_NAME}=;") and "Max-Age=0" in c]
+    if outcome in VERIFIED_OUTCOMES:
+        assert cleared
+    else:
+        assert response["cookies"] == []  # the pending install's cookie is left as it was
     assert callback_outcomes(capsys.readouterr().out) == [outcome]
     assert app.slack.requests == []  # Slack was never asked
     assert app.secret_names() == []
@@ -228,7 +238,7 @@ def test_another_slack_error_gives_a_400_page_that_never_echoes_markup(
 # -- replay -------------------------------------------------------------------------------------------------------
 
 
-def test_a_replayed_callback_is_refused_by_slack_and_stores_nothing_new(
+def test_a_replayed_callback_is_refused_without_calling_slack_and_stores_nothing_new(
     app: App, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started = start(app)
@@ -238,15 +248,42 @@ def test_a_replayed_callback_is_refused_by_slack_and_stores_nothing_new(
     capsys.readouterr()
 
     # The very same request again, cookie included (a reload from history, or a captured request). The state is
-    # still within its lifetime, so the code goes to Slack, which has already used it.
+    # still within its lifetime, but it was spent: Slack is not asked again.
     replay = app.callback(query, cookies=[started.cookie])
 
     assert replay["statusCode"] == 400
     assert "Install link already used" in replay["body"]
-    assert callback_outcomes(capsys.readouterr().out) == ["invalid_code"]
-    assert [r.error for r in app.slack.requests if r.method == "oauth.v2.access"] == [None, "invalid_code"]
+    assert f'href="{INSTALL_URL}"' in replay["body"]  # the page offers to start again
+    assert callback_outcomes(capsys.readouterr().out) == ["state_used"]
+    assert [r.error for r in app.slack.requests if r.method == "oauth.v2.access"] == [None]
     assert every_secret(app) == versions  # no new secret, no new version
     assert app.stored(BOT_SECRET) == stored
+
+
+def test_a_state_is_spent_by_reaching_slack_even_when_the_code_was_bad(
+    app: App, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One install link, many made-up codes: only the first reaches Slack (the flood of issue 8 was 620 of them)."""
+    started = start(app)
+    made_up = ["1234567890123.1234567890123." + f"{i:02d}" * 32 for i in range(5)]
+
+    responses = [app.callback({"code": code, "state": started.state}, cookies=[started.cookie]) for code in made_up]
+
+    assert [r["statusCode"] for r in responses] == [400] * 5
+    assert callback_outcomes(capsys.readouterr().out) == ["invalid_code"] + ["state_used"] * 4
+    assert [r.error for r in app.slack.requests if r.method == "oauth.v2.access"] == ["invalid_code"]
+    assert app.secret_names() == []
+
+
+def test_two_callbacks_racing_with_one_state_reach_slack_once(app: App) -> None:
+    started = start(app)
+    query = {"code": started.code, "state": started.state}
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = sorted(pool.map(lambda _: app.callback(query, cookies=[started.cookie])["statusCode"], range(4)))
+
+    assert statuses == [200, 400, 400, 400]
+    assert len([r for r in app.slack.requests if r.method == "oauth.v2.access"]) == 1
 
 
 def test_a_replay_from_the_same_browser_is_refused_without_calling_slack(
@@ -348,3 +385,104 @@ def test_any_raw_query_string_is_answered_below_500_and_stores_nothing(
     assert every_secret(app) == before
     if not (genuine_state and cookie is GENUINE):
         assert len(app.slack.requests) == calls
+
+
+# -- cookies: several of one name, malformed values, and who may clear them -------------------------------------
+
+SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+COOKIE_TEXT = st.one_of(
+    st.text(max_size=120),
+    st.text(st.characters(blacklist_categories=()), max_size=60),  # every code point, lone surrogates included
+    st.text(SURROGATES, min_size=1, max_size=8),
+    st.text(st.sampled_from("ABCabc019_-=+/."), min_size=40, max_size=46),  # near the nonce's shape and length
+)
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "x" * 43,  # the shape of a nonce, not this browser's
+        "\udc80\udc81",  # lone surrogates (were a 500 with a UnicodeEncodeError)
+        "é" * 43,
+        "not base64 at all!",
+    ],
+    ids=["another nonce", "surrogates", "non-ASCII", "not base64"],
+)
+def test_a_planted_cookie_ahead_of_the_genuine_one_does_not_stop_the_install(app: App, planted: str) -> None:
+    started = start(app)
+
+    # A sibling subdomain (or plain http) could plant a cookie of the old name ahead of ours; with __Host- it cannot,
+    # and a second cookie of the same name that does arrive, first, is simply not the one that verifies.
+    response = app.callback(
+        {"code": started.code, "state": started.state}, cookies=[f"{COOKIE_NAME}={planted}", started.cookie]
+    )
+
+    assert response["statusCode"] == 200, response["body"]
+    assert app.secret_names() == [BOT_SECRET]
+
+
+def test_an_attackers_state_with_a_planted_cookie_never_matches_the_victims_cookie(app: App) -> None:
+    victim = start(app)
+    attacker = start(app)
+
+    response = app.callback(
+        {"code": attacker.code, "state": victim.state}, cookies=[attacker.cookie, f"{COOKIE_NAME}=junk"]
+    )
+
+    assert response["statusCode"] == 401
+    assert app.slack.requests == []
+
+
+@PROPERTY_SETTINGS
+@given(values=st.lists(COOKIE_TEXT, min_size=1, max_size=3), genuine_too=st.booleans())
+@example(values=["\udc80\udc81"], genuine_too=False)
+def test_any_malformed_cookie_is_a_400_never_a_500(app: App, values: list[str], genuine_too: bool) -> None:
+    started = start(app)
+    before, calls = every_secret(app), len(app.slack.requests)
+    cookies = [f"{COOKIE_NAME}={v}" for v in values] + ([started.cookie] if genuine_too else [])
+
+    response = app.callback({"code": started.code, "state": started.state}, cookies=cookies)
+
+    if genuine_too:
+        assert response["statusCode"] == 200
+    else:
+        assert 400 <= response["statusCode"] < 500
+        assert len(app.slack.requests) == calls
+        assert every_secret(app) == before
+        assert response["cookies"] == []
+
+
+@PROPERTY_SETTINGS
+@given(state=COOKIE_TEXT)
+def test_any_malformed_state_with_the_genuine_cookie_is_a_4xx_without_a_slack_call(app: App, state: str) -> None:
+    started = start(app)
+    event_state = state.encode("utf-8", "surrogatepass").decode("utf-8", "replace")  # what a URL can carry
+
+    response = app.callback(urlencode({"code": started.code, "state": event_state}), cookies=[started.cookie])
+
+    assert 400 <= response["statusCode"] < 500
+    assert app.slack.requests == []
+
+
+def test_a_callback_failing_its_state_check_leaves_the_pending_install_alone(app: App) -> None:
+    started = start(app)
+
+    # Anyone can send the victim's browser to a callback URL: a forged state, or a cancel carrying no state.
+    forged = app.callback({"code": started.code, "state": _flip_last(started.state)}, cookies=[started.cookie])
+    cancel = app.callback({"error": "access_denied"}, cookies=[started.cookie])
+    other_error = app.callback({"error": "invalid_scope", "state": "x"}, cookies=[started.cookie])
+
+    assert [r["cookies"] for r in (forged, cancel, other_error)] == [[], [], []]
+    assert cancel["statusCode"] == 200  # the page still says what Slack said
+    finished = app.callback({"code": started.code, "state": started.state}, cookies=[started.cookie])
+    assert finished["statusCode"] == 200  # the install in progress was never cancelled
+    assert any(c.startswith(f"{COOKIE_NAME}=;") for c in finished["cookies"])
+
+
+def test_a_cancel_carrying_the_matching_state_clears_the_cookie(app: App) -> None:
+    started = start(app)
+
+    response = app.callback({"error": "access_denied", "state": started.state}, cookies=[started.cookie])
+
+    assert response["statusCode"] == 200
+    assert any(c.startswith(f"{COOKIE_NAME}=;") and "Max-Age=0" in c for c in response["cookies"])

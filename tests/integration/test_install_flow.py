@@ -11,6 +11,7 @@ import pytest
 from slack_tokens.models import ACTIVE, parse_version_id
 from slack_tokens.state import StateSigner
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, STATE_KEY, App, configure
+from tests.support.observed import callback_outcomes
 
 CALLBACK = "https://abc123.execute-api.us-east-1.amazonaws.com/slack/oauth_redirect"
 
@@ -37,9 +38,13 @@ def test_install_redirects_to_slack_with_a_signed_state_bound_to_a_cookie(app: A
     assert params["redirect_uri"] == CALLBACK
     assert "code_challenge" not in params
     (cookie,) = response["cookies"]
-    assert cookie.startswith("slack_oauth_state=")
-    for attribute in ("HttpOnly", "Secure", "SameSite=Lax", "Max-Age=600"):
-        assert attribute in cookie
+    # __Host-: the browser keeps it only when Secure, Path=/ and without a Domain, so no sibling subdomain and no
+    # plain-http page can set a cookie of that name.
+    assert cookie.startswith("__Host-slack_oauth_state=")
+    attributes = [a.strip() for a in cookie.split(";")[1:]]
+    for attribute in ("HttpOnly", "Secure", "SameSite=Lax", "Max-Age=600", "Path=/"):
+        assert attribute in attributes
+    assert not any(a.lower().startswith("domain") for a in attributes)
     nonce = cookie.split("=", 1)[1].split(";")[0]
     StateSigner(STATE_KEY).verify(params["state"], nonce, int(time.time()))
 
@@ -180,6 +185,48 @@ def test_success_url_gets_a_redirect_with_the_team(
 
     assert response["statusCode"] == 302
     assert response["headers"]["Location"] == "https://example.com/welcome?team=T0001"
+
+
+def test_the_success_query_goes_before_the_success_urls_fragment(
+    aws: Any, slack: Any, handlers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, aws, slack, INSTALL_SUCCESS_URL="https://example.com/welcome?from=slack#next-steps")
+    app = App(handlers=handlers, slack=slack, client=aws)
+
+    response = app.full_install()
+
+    assert response["headers"]["Location"] == "https://example.com/welcome?from=slack&team=T0001#next-steps"
+
+
+def test_the_failure_reason_goes_before_the_failure_urls_fragment(
+    aws: Any, slack: Any, handlers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, aws, slack, INSTALL_FAILURE_URL="https://example.com/sorry#help")
+    app = App(handlers=handlers, slack=slack, client=aws)
+    query = app.authorize(app.install())
+
+    response = app.callback({"code": "1.2.not-a-code", "state": query["state"]})
+
+    assert response["headers"]["Location"] == "https://example.com/sorry?reason=missing_code#help"
+
+
+def test_a_stateless_workspace_install_is_refused_even_when_stateless_org_installs_are_on(
+    aws: Any, slack: Any, handlers: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Login CSRF: an attacker's own code, no state, no cookie, sent to a victim's browser. Only an org-wide install
+    (which Slack's admin page starts without state) may arrive that way."""
+    slack.set_installation(team_id="TATTACK", team_name="Attacker's workspace")
+    code = slack.grant_code(scope="chat:write", user_scope="", redirect_uri=CALLBACK)
+    configure(monkeypatch, aws, slack, SLACK_ALLOW_STATELESS_ORG_INSTALL="true")
+    app = App(handlers=handlers, slack=slack, client=aws)
+
+    response = app.callback({"code": code}, cookies=[])
+
+    assert response["statusCode"] == 400
+    assert "start the install from the install link" in response["body"]
+    assert app.secret_names() == []
+    assert callback_outcomes(capsys.readouterr().out) == ["stateless_not_org"]
+    assert len(slack.requests) == 1  # the code was exchanged (and is spent); its tokens were not kept
 
 
 def test_stateless_org_install_is_refused_by_default_and_accepted_when_enabled(

@@ -145,13 +145,13 @@ def test_install_in_the_sandbox_stores_the_pair_and_shows_the_success_page(
     stack.slack.set_installation(team_id="TLOCAL1", team_name="Local One")
 
     callback = consent(browser, stack, "allow")
-    assert browser.cookies["localhost"]["slack_oauth_state"]  # the install set the state cookie on localhost
+    assert browser.cookies["localhost"]["__Host-slack_oauth_state"]  # the install set the state cookie on localhost
     landed = browser.get(callback)
 
     assert landed.status == 200
     assert landed.headers["Content-Type"].startswith("text/html")
     assert "Installed" in landed.data.decode() and "Local One" in landed.data.decode()
-    assert "slack_oauth_state" not in browser.cookies["localhost"]  # cleared by the callback
+    assert "__Host-slack_oauth_state" not in browser.cookies["localhost"]  # cleared by the callback
     stored = stack.store.read("slack/tokens/team/TLOCAL1/bot").pair
     assert stored.team_id == "TLOCAL1" and stored.token_type == "bot"
     assert stack.slack.is_access_token_valid(stored.access_token)
@@ -180,12 +180,12 @@ def test_a_replayed_callback_is_refused_and_changes_nothing(stack: LocalStack, b
     assert stack.slack is not None
     stack.slack.set_installation(team_id="TREPLAY", team_name="Replay")
     callback = consent(browser, stack, "allow")
-    state_cookie = browser.cookies["localhost"]["slack_oauth_state"]
+    state_cookie = browser.cookies["localhost"]["__Host-slack_oauth_state"]
     assert browser.get(callback).status == 200
     version = current_version(stack, "slack/tokens/team/TREPLAY/bot")
 
     again = browser.get(callback)  # the same browser: its state cookie is gone
-    browser.cookies["localhost"]["slack_oauth_state"] = state_cookie
+    browser.cookies["localhost"]["__Host-slack_oauth_state"] = state_cookie
     with_cookie = browser.get(callback)  # even with the cookie back, the code is spent
 
     assert 400 <= again.status < 500

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
+from botocore.exceptions import ClientError
 
 from slack_tokens import entrypoints
 from slack_tokens.observability import logger as service_logger
@@ -180,7 +181,7 @@ def rejections(app: RecordingApp) -> None:
         assert app.callback(query, cookies=cookies)["statusCode"] == status
     assert app.slack.requests == [] and app.secret_names() == []
     assert app.callback(genuine, cookies=cookie)["statusCode"] == 200
-    assert app.callback(genuine, cookies=cookie)["statusCode"] == 400  # replayed: Slack says invalid_code
+    assert app.callback(genuine, cookies=cookie)["statusCode"] == 400  # replayed: the state is spent
 
 
 def slack_failures(app: RecordingApp) -> None:
@@ -191,7 +192,8 @@ def slack_failures(app: RecordingApp) -> None:
         ({"error": "something_new_at_slack"}, 502),
         ({"status": 400, "body": b'{"ok":false,"error":"invalid_code"}'}, 400),
         ({"status": 429, "retry_after": 30}, 503),
-        ({"status": 500, "times": 2}, 200),
+        ({"status": 500}, 200),
+        ({"status": 500, "times": 2}, 503),
         ({"status": 502, "body": b"<html>502 Bad Gateway</html>"}, 200),
         ({"drop_after_processing": True}, 400),  # Slack minted tokens whose answer was lost
     ]
@@ -211,11 +213,48 @@ def storage_failure(app: RecordingApp) -> None:
         app.remember(token, "a token that could not be stored")
 
 
+def hardening_refusals(app: RecordingApp) -> None:
+    """The refusals of issue 8: a spent state, planted cookies, a stateless workspace install, the spent-state table
+    out of reach."""
+    genuine = app.authorize(app.install())
+    cookie = [f"{COOKIE_NAME}={app.browser.cookies[COOKIE_NAME]}"]
+    assert app.callback(genuine, cookies=cookie)["statusCode"] == 200
+    assert app.callback(genuine, cookies=cookie)["statusCode"] == 400  # state_used
+    other = app.authorize(app.install())
+    planted = [f"{COOKIE_NAME}=\udc80\udc81", f"{COOKIE_NAME}={'x' * 43}"]
+    assert app.callback(other, cookies=planted)["statusCode"] == 401  # cookie_mismatch
+    assert (
+        app.callback(other, cookies=[*planted, f"{COOKIE_NAME}={app.browser.cookies[COOKIE_NAME]}"])["statusCode"]
+        == 200
+    )
+    unreachable = app.authorize(app.install())
+
+    def refuse_put(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutItem")
+
+    events = entrypoints.dynamodb_client().meta.events
+    events.register("before-call.dynamodb.PutItem", refuse_put)
+    try:
+        assert app.callback(unreachable)["statusCode"] == 503
+    finally:
+        events.unregister("before-call.dynamodb.PutItem", refuse_put)
+    os.environ["SLACK_ALLOW_STATELESS_ORG_INSTALL"] = "true"
+    entrypoints.reset()
+    try:
+        code = app.slack.grant_code(scope="chat:write", user_scope="", redirect_uri=None)
+        app.remember(code, "an authorization code")
+        assert app.callback({"code": code}, cookies=[])["statusCode"] == 400  # stateless_not_org
+    finally:
+        os.environ["SLACK_ALLOW_STATELESS_ORG_INSTALL"] = "false"
+        entrypoints.reset()
+
+
 SCENARIOS: dict[str, Callable[[RecordingApp], None]] = {
     "bot and user installs": happy_installs,
     "every rejection": rejections,
     "Slack failures": slack_failures,
     "storage failure": storage_failure,
+    "hardening refusals": hardening_refusals,
 }
 
 

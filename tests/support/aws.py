@@ -109,6 +109,12 @@ def create_table(client: Any, name: str, properties: Mapping[str, Any]) -> str:
         KeySchema=list(properties["KeySchema"]),
         BillingMode=str(properties.get("BillingMode", "PAY_PER_REQUEST")),
     )
+    ttl = properties.get("TimeToLiveSpecification")
+    if ttl:
+        client.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
+        )
     return name
 
 

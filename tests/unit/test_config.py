@@ -86,3 +86,39 @@ def test_app_credentials_are_validated(raw: str, message: str) -> None:
 def test_app_credentials_hide_the_secret() -> None:
     credentials = AppCredentials.from_secret_string('{"client_id": "1.2", "client_secret": "s3cr3t-value"}')
     assert credentials.client_id == "1.2" and "s3cr3t-value" not in repr(credentials)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https:evil.com",  # no "//": a browser reads it as a path on the current site
+        "https://",
+        "https:///welcome",
+        "//evil.com/welcome",
+        "evil.com/welcome",
+        "http://evil.com/welcome",
+        "http://localhost.evil.com/",
+        "https://user@evil.com/",
+        "https://good.example/wel come",
+        "https://good.example:99999/",
+        "https://good.example/\x00",
+        "javascript:alert(1)",
+    ],
+)
+def test_url_settings_must_be_absolute_https_urls_with_a_host(url: str) -> None:
+    for name in ("INSTALL_SUCCESS_URL", "INSTALL_FAILURE_URL", "SLACK_REDIRECT_URI", "SLACK_API_URL"):
+        with pytest.raises(ConfigError, match=f"{name} must be an https URL"):
+            Settings.from_env(BASE | {name: url}, need_state=True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://good.example/welcome#done",
+        "https://good.example:8443/a?b=1",
+        "http://localhost:3000/x",
+        "http://127.0.0.1/",
+    ],
+)
+def test_absolute_urls_with_a_host_are_accepted(url: str) -> None:
+    assert Settings.from_env(BASE | {"INSTALL_SUCCESS_URL": url}, need_state=True).success_url == url

@@ -13,7 +13,7 @@ def test_sample_event_parses() -> None:
 
     assert request.method == "GET" and request.path == "/slack/oauth_redirect"
     assert request.query == {"code": "1234567890.0987654321.abcdef", "state": "STATE_FROM_INSTALL"}
-    assert request.cookies == {"slack_oauth_state": "NONCE_FROM_INSTALL_COOKIE"}
+    assert request.cookies == {"__Host-slack_oauth_state": "NONCE_FROM_INSTALL_COOKIE"}
     assert request.host == "abc123.execute-api.us-east-1.amazonaws.com"
 
 
@@ -50,3 +50,25 @@ def test_responses_carry_security_headers_and_cookies() -> None:
     assert api["headers"]["Referrer-Policy"] == "no-referrer"
     assert api["headers"]["Cache-Control"] == "no-store"
     assert http.set_cookie("n", "v", max_age=600) == "n=v; Max-Age=600; Path=/; Secure; HttpOnly; SameSite=Lax"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://good.example/welcome", "https://good.example/welcome?team=T1"),
+        ("https://good.example/welcome?a=1", "https://good.example/welcome?a=1&team=T1"),
+        ("https://good.example/welcome#hello", "https://good.example/welcome?team=T1#hello"),
+        ("https://good.example/w?a=1#x?y", "https://good.example/w?a=1&team=T1#x?y"),
+    ],
+)
+def test_with_query_adds_the_query_before_any_fragment(url: str, expected: str) -> None:
+    assert http.with_query(url, {"team": "T1"}) == expected
+
+
+def test_every_cookie_of_a_name_is_kept_in_order() -> None:
+    event = http_event("/slack/oauth_redirect", {"code": "c"}, cookies=["n=planted", "a=1", "n=genuine"])
+
+    request = http.Request.from_event(event)
+
+    assert request.cookie_values("n") == ["planted", "genuine"]
+    assert request.cookies["n"] == "planted"

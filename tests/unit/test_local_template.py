@@ -178,6 +178,7 @@ def test_functions_get_their_template_environment() -> None:
     project.bind("AppCredentialsSecret", "arn:app")
     project.bind("StateKeySecret", "arn:state")
     project.bind("RunGuardTable", "guard-table")
+    project.bind("UsedStateTable", "used-state-table")
 
     functions = project.functions()
 
@@ -189,6 +190,7 @@ def test_functions_get_their_template_environment() -> None:
     assert rotate.environment["GUARD_TABLE_NAME"] == "guard-table"  # Ref of a table: its name
     assert rotate.environment["POWERTOOLS_TRACE_DISABLED"] == "true"
     assert rotate.timeout == 900 and functions["OAuthCallbackFunction"].timeout == 29
+    assert functions["OAuthCallbackFunction"].environment["USED_STATE_TABLE_NAME"] == "used-state-table"
     assert functions["InstallFunction"].timeout == 10  # Globals
     assert rotate.log_level == "INFO"  # LoggingConfig: !FindInMap
     assert [s.event for s in rotate.schedules if s.enabled] == ["RotationSchedule"]

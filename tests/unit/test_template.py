@@ -372,7 +372,7 @@ def test_only_the_rotator_and_the_exchange_can_touch_the_run_guard(template: dic
     elsewhere = [
         action
         for _, statement in statements
-        if "RunGuardTable" not in referenced_names(statement)
+        if not referenced_names(statement) & {"RunGuardTable", "UsedStateTable"}
         for action in as_list(statement["Action"])
         if action.startswith("dynamodb:")
     ]
@@ -383,6 +383,51 @@ def test_only_the_rotator_and_the_exchange_can_touch_the_run_guard(template: dic
     assert holders == {"RotateFunction", "ExchangeFunction"}, "the callback's role must not be able to block rotation"
     assert operator == {"dynamodb:GetItem"}
     assert elsewhere == []
+
+
+def test_only_the_callback_can_spend_states_and_only_by_a_put(template: dict[str, Any]) -> None:
+    table = template["Resources"]["UsedStateTable"]
+    statements = [(name, st) for name, st in every_statement(template) if "UsedStateTable" in referenced_names(st)]
+
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    assert table["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["Properties"]["KeySchema"] == [{"AttributeName": "state_id", "KeyType": "HASH"}]
+    # DynamoDB deletes spent states some time after they would have expired anyway: the table never grows.
+    assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert [name for name, _ in statements] == ["OAuthCallbackFunction"]
+    (_, statement) = statements[0]
+    assert as_list(statement["Action"]) == ["dynamodb:PutItem"]  # a conditional put; no read, no delete
+    assert list(rendered_resources(statement["Resource"])) == ["${UsedStateTable.Arn}"]
+
+
+def test_the_callback_knows_its_used_state_table(functions: dict[str, dict[str, Any]]) -> None:
+    variables = functions["OAuthCallbackFunction"]["Environment"]["Variables"]
+
+    assert variables["USED_STATE_TABLE_NAME"] == {"Ref": "UsedStateTable"}
+    assert "USED_STATE_TABLE_NAME" not in functions["InstallFunction"].get("Environment", {}).get("Variables", {})
+
+
+def test_the_callback_route_is_throttled_by_parameters_whose_defaults_leave_rotation_its_budget(
+    template: dict[str, Any], functions: dict[str, dict[str, Any]]
+) -> None:
+    event = functions["OAuthCallbackFunction"]["Events"]["OAuthRedirect"]["Properties"]
+    parameters = template["Parameters"]
+
+    assert event["RouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "CallbackThrottleRate"},
+        "ThrottlingBurstLimit": {"Ref": "CallbackThrottleBurst"},
+    }
+    rate, burst = parameters["CallbackThrottleRate"], parameters["CallbackThrottleBurst"]
+    assert (rate["Type"], rate["Default"], rate["MinValue"]) == ("Number", 2, 1)
+    assert (burst["Type"], burst["Default"], burst["MinValue"]) == ("Number", 20, 1)
+    # Each admitted callback costs at most 2 oauth.v2.access calls: at the defaults, the callbacks of a minute
+    # (rate x 60 + a full burst) leave more than 100 of Slack's 600 a minute to rotation.
+    assert 2 * (rate["Default"] * 60 + burst["Default"]) <= 600 - 100
+    assert rate["MaxValue"] <= 100 and burst["MaxValue"] <= 500
+
+
+def test_used_state_table_name_is_an_output(template: dict[str, Any]) -> None:
+    assert template["Outputs"]["UsedStateTableName"]["Value"] == {"Ref": "UsedStateTable"}
 
 
 def test_rotation_environment_comes_from_parameters(template: dict[str, Any], rotate: dict[str, Any]) -> None:
@@ -650,10 +695,11 @@ def test_callback_function_reads_config_secrets_and_writes_only_token_secrets(
 ) -> None:
     granted = grants(statements_of(functions["OAuthCallbackFunction"]))
 
-    assert set(granted) == CALLBACK_ACTIONS
+    assert set(granted) == CALLBACK_ACTIONS | {"dynamodb:PutItem"}
     assert sorted(granted["secretsmanager:GetSecretValue"]) == sorted(rendered_resources([APP_SECRET, STATE_SECRET]))
     for action in CALLBACK_ACTIONS - {"secretsmanager:GetSecretValue"}:
         assert granted[action] == [TOKEN_SECRETS_ARN], action
+    assert granted["dynamodb:PutItem"] == ["${UsedStateTable.Arn}"]  # its own table, never the run guard
 
 
 # -- configuration and secrets ---------------------------------------------------------------------

@@ -78,6 +78,7 @@ class Settings:
     exchange_per_minute: int = DEFAULT_EXCHANGE_PER_MINUTE
     guard_table: str | None = None
     guard_ttl_seconds: int = DEFAULT_GUARD_TTL
+    used_state_table: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, need_state: bool = False, need_guard: bool = False) -> Settings:
@@ -102,12 +103,10 @@ class Settings:
 
         def url(name: str, default: str | None) -> str | None:
             value = text(name) or default
-            if value is None:
-                return None
-            parts = urlsplit(value)
-            local = parts.hostname in {"127.0.0.1", "localhost"}
-            if parts.scheme != "https" and not (parts.scheme == "http" and local):
-                problems.append(f"{name} must be an https URL (http only for 127.0.0.1/localhost)")
+            if value is not None and not absolute_url(value):
+                problems.append(
+                    f"{name} must be an https URL, absolute and with a host (http only for 127.0.0.1/localhost)"
+                )
             return value
 
         def scopes(name: str) -> tuple[str, ...]:
@@ -153,9 +152,26 @@ class Settings:
             exchange_per_minute=integer("SLACK_EXCHANGE_PER_MINUTE", DEFAULT_EXCHANGE_PER_MINUTE, 1, 600),
             guard_table=required("GUARD_TABLE_NAME") if need_guard else (text("GUARD_TABLE_NAME") or None),
             guard_ttl_seconds=integer("GUARD_TTL_SECONDS", DEFAULT_GUARD_TTL, 5, 60),
+            used_state_table=text("USED_STATE_TABLE_NAME") or None,
         )
         if need_state and not settings.scopes and not settings.user_scopes:
             problems.append("set SLACK_SCOPES and/or SLACK_USER_SCOPES (Slack refuses an install with no scopes)")
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
         return settings
+
+
+def absolute_url(value: str) -> bool:
+    """An absolute ``https`` URL with a host (``http`` only for this machine), nothing a browser would read as a
+    relative or scheme-relative link (``https:evil.com``, ``https://``, ``https:///path``, spaces)."""
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        return False
+    local = parts.hostname in {"127.0.0.1", "localhost"}
+    return parts.scheme == "https" or (parts.scheme == "http" and local)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from slack_tokens import errors
 from slack_tokens.config import Settings
 from slack_tokens.observability import count, logger, seconds
-from slack_tokens.slack_client import SlackClient
+from slack_tokens.slack_client import RetryPolicy, SlackClient
 from slack_tokens.store import ConfigSecrets, TokenStore, make_client
 
 # Each function imports only its own use case (cold start: see `make bench`), so these are imported lazily.
@@ -61,19 +61,32 @@ def _pair_slack_client(api_url: str, per_minute: int) -> SlackClient:
     """The Slack client of the functions that hold pairs only they have (rotation, exchange): paced, and never
     starting an attempt that the time left cannot finish."""
     from slack_tokens.ratelimit import Pacer  # noqa: PLC0415 - lazy, see the imports
-    from slack_tokens.slack_client import RetryPolicy  # noqa: PLC0415
 
     return SlackClient(api_url, limiter=Pacer(per_minute), policy=RetryPolicy(whole_attempts=True))
+
+
+# The callback's own Slack calls are bounded: at most two attempts per callback (a 429 or a 5xx is tried once more
+# when its wait fits), so the callbacks the HTTP API's throttle lets through cost the app's shared oauth.v2.access
+# budget at most twice their number, and rotation keeps the rest.
+CALLBACK_SLACK_POLICY = RetryPolicy(max_attempts=2, read_timeout=8.0)
 
 
 @cache
 def oauth_flow() -> OAuthFlow:
     from slack_tokens.oauth_flow import OAuthFlow  # noqa: PLC0415 - lazy, see the imports
+    from slack_tokens.used_states import UsedStates  # noqa: PLC0415
 
     settings = Settings.from_env(os.environ, need_state=True)
     client = secretsmanager_client()
     secrets = ConfigSecrets(client, app_secret_id=settings.app_secret_id, state_secret_id=settings.state_secret_id)
-    return OAuthFlow(settings, secrets, SlackClient(settings.api_url), TokenStore(client, settings.token_prefix))
+    used = UsedStates(dynamodb_client, settings.used_state_table) if settings.used_state_table else None
+    return OAuthFlow(
+        settings,
+        secrets,
+        SlackClient(settings.api_url, policy=CALLBACK_SLACK_POLICY),
+        TokenStore(client, settings.token_prefix),
+        used_states=used,
+    )
 
 
 @cache

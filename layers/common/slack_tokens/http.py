@@ -2,7 +2,8 @@
 
 Query strings are parsed from ``rawQueryString`` strictly: a parameter given twice is ambiguous (HTTP API would
 join the values with a comma in ``queryStringParameters``), so it is refused rather than guessed. Cookies come from
-the ``cookies`` list (payload 2.0) and, failing that, a ``Cookie`` header.
+the ``cookies`` list (payload 2.0) and, failing that, a ``Cookie`` header; every value of a name is kept, in order
+(``cookie_values``), because a browser sends two cookies of one name when another site planted one.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 _MAX_QUERY = 8192
+_MAX_COOKIES = 50
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -34,8 +36,13 @@ class Request:
     method: str
     path: str
     query: dict[str, str]
-    cookies: dict[str, str] = field(repr=False)
+    cookies: dict[str, str] = field(repr=False)  # the first value of each name
     host: str | None
+    cookie_pairs: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def cookie_values(self, name: str) -> list[str]:
+        """Every value the browser sent for cookie ``name``, in the order it sent them."""
+        return [value for key, value in self.cookie_pairs if key == name]
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> Request:
@@ -44,12 +51,14 @@ class Request:
         context = _mapping(event.get("requestContext"))
         http = _mapping(context.get("http"))
         headers = {str(k).lower(): str(v) for k, v in _mapping(event.get("headers")).items()}
+        pairs = parse_cookie_pairs(event.get("cookies"), headers.get("cookie"))
         return cls(
             method=str(http.get("method", "GET")).upper(),
             path=str(event.get("rawPath") or http.get("path") or "/"),
             query=parse_query(event.get("rawQueryString")),
-            cookies=parse_cookies(event.get("cookies"), headers.get("cookie")),
+            cookies=_first_values(pairs),
             host=_host(context.get("domainName") or headers.get("host")),
+            cookie_pairs=pairs,
         )
 
 
@@ -85,17 +94,28 @@ def parse_query(raw: object) -> dict[str, str]:
     return query
 
 
-def parse_cookies(cookie_list: object, header: str | None) -> dict[str, str]:
+def parse_cookie_pairs(cookie_list: object, header: str | None) -> tuple[tuple[str, str], ...]:
     items: list[str] = []
     if isinstance(cookie_list, list):
         items = [str(c) for c in cookie_list]
     elif header:
         items = header.split(";")
-    cookies: dict[str, str] = {}
-    for item in items[:50]:
+    pairs: list[tuple[str, str]] = []
+    for item in items[:_MAX_COOKIES]:
         name, sep, value = item.strip().partition("=")
-        if sep and name and name not in cookies:
-            cookies[name] = value.strip()
+        if sep and name:
+            pairs.append((name, value.strip()))
+    return tuple(pairs)
+
+
+def parse_cookies(cookie_list: object, header: str | None) -> dict[str, str]:
+    return _first_values(parse_cookie_pairs(cookie_list, header))
+
+
+def _first_values(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    cookies: dict[str, str] = {}
+    for name, value in pairs:
+        cookies.setdefault(name, value)
     return cookies
 
 
@@ -126,8 +146,11 @@ def redirect(location: str, *, cookies: list[str] | None = None) -> Response:
 
 
 def with_query(url: str, params: Mapping[str, str]) -> str:
-    separator = "&" if "?" in url else "?"
-    return url + separator + urlencode(params)
+    """``url`` with ``params`` added to its query (before any ``#fragment``, where a query belongs)."""
+    parts = urlsplit(url)
+    added = urlencode(params)
+    query = f"{parts.query}&{added}" if parts.query and added else parts.query or added
+    return urlunsplit(parts._replace(query=query))
 
 
 def set_cookie(name: str, value: str, *, max_age: int) -> str:

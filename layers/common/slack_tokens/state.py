@@ -1,10 +1,14 @@
 """OAuth ``state`` and PKCE: proof that the browser finishing an install is the one that started it.
 
-Install: a random *browser nonce* goes into an ``HttpOnly; Secure; SameSite=Lax`` cookie. The ``state`` sent to
+Install: a random *browser nonce* goes into an ``HttpOnly; Secure; SameSite=Lax`` cookie named with the
+``__Host-`` prefix (the browser keeps it only with ``Secure``, ``Path=/`` and no ``Domain``, so a sibling subdomain or
+plain http cannot plant one that shadows it). The ``state`` sent to
 Slack is ``<issued_at>.<nonce digest>.<HMAC-SHA256>``: it names the nonce only through a hash (so the URL, which
 may end up in logs or a Referer, never carries the cookie's value) and is signed with a key kept in Secrets
 Manager. Callback: the signature, the age (10 minutes) and the digest of the cookie's nonce must all match;
-comparisons are constant-time.
+comparisons are constant-time. When the browser sends several cookies of that name (one planted ahead of the
+genuine one), any one that verifies is accepted. Anything malformed (not the shape ``issue`` makes: non-ASCII, lone
+surrogates, wrong length) is refused as such before any hashing, so it can never raise anything but ``StateError``.
 
 PKCE (opt-in): the verifier is derived from the nonce with the same key (``HMAC(key, "pkce" + nonce)``), so
 nothing extra needs storing: only the browser that holds the cookie can make the callback present the right
@@ -16,16 +20,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from slack_tokens.errors import StateError
 
 STATE_TTL_SECONDS = 600
 CLOCK_SKEW_SECONDS = 60
-COOKIE_NAME = "slack_oauth_state"
-_MAX_STATE_LENGTH = 200
-_MAX_NONCE_LENGTH = 100
+COOKIE_NAME = "__Host-slack_oauth_state"
+# What ``issue`` makes: a 43-character nonce; state = seconds . 24-character digest . 43-character signature.
+_NONCE = re.compile(r"[A-Za-z0-9_-]{43}")
+_STATE = re.compile(r"([0-9]{1,12})\.([A-Za-z0-9_-]{24})\.([A-Za-z0-9_-]{43})")
+MAX_COOKIES = 5  # state cookies looked at per callback; a browser sends one, a planted one makes two
 
 
 def _b64(data: bytes) -> str:
@@ -59,24 +67,31 @@ class StateSigner:
         challenge = pkce_challenge(self.pkce_verifier(nonce)) if pkce else None
         return InstallState(state=state, nonce=nonce, code_challenge=challenge)
 
-    def verify(self, state: str | None, nonce: str | None, now: int) -> None:
-        """Raise ``StateError`` (with a reason) unless ``state`` was issued for ``nonce`` in the last 10 minutes."""
+    def verify(self, state: str | None, nonces: str | Sequence[str] | None, now: int) -> str:
+        """The nonce (one of ``nonces``, the cookies' values) that ``state`` was issued for in the last 10 minutes;
+        ``StateError`` (with a reason) when there is none."""
         if not state:
             raise StateError("missing_state", "the callback carries no state parameter")
-        if not nonce:
+        candidates = [nonces] if isinstance(nonces, str) else list(nonces or [])[:MAX_COOKIES]
+        usable = [n for n in candidates if isinstance(n, str) and _NONCE.fullmatch(n)]
+        if not usable:
             raise StateError("missing_cookie", "the browser did not send the install cookie")
-        if len(state) > _MAX_STATE_LENGTH or len(nonce) > _MAX_NONCE_LENGTH or not state.isascii():
+        parts = _STATE.fullmatch(state) if isinstance(state, str) else None
+        if parts is None:
             raise StateError("invalid_state", "the state parameter is malformed")
-        parts = state.split(".")
-        if len(parts) != 3 or not parts[0].isdigit():
-            raise StateError("invalid_state", "the state parameter is malformed")
-        issued_at, digest, signature = int(parts[0]), parts[1], parts[2]
-        if not hmac.compare_digest(self._sign(f"{parts[0]}.{digest}"), signature):
+        issued_at, digest, signature = int(parts[1]), parts[2], parts[3]
+        if not hmac.compare_digest(self._sign(f"{parts[1]}.{digest}"), signature):
             raise StateError("invalid_state", "the state signature does not verify")
         if now - issued_at > self._ttl or issued_at - now > CLOCK_SKEW_SECONDS:
             raise StateError("expired_state", "the install link has expired")
-        if not hmac.compare_digest(self._digest(nonce), digest):
-            raise StateError("cookie_mismatch", "the state was issued to a different browser")
+        for nonce in usable:
+            if hmac.compare_digest(self._digest(nonce), digest):
+                return nonce
+        raise StateError("cookie_mismatch", "the state was issued to a different browser")
+
+    def expires_at(self, state: str) -> int:
+        """When a state that ``verify`` accepted stops being accepted anyway (Unix seconds)."""
+        return int(state.split(".", 1)[0]) + self._ttl + CLOCK_SKEW_SECONDS
 
     def pkce_verifier(self, nonce: str) -> str:
         """A 43-character RFC 7636 verifier bound to the browser nonce."""
@@ -87,6 +102,11 @@ class StateSigner:
 
     def _digest(self, nonce: str) -> str:
         return _b64(hashlib.sha256(nonce.encode("utf-8")).digest()[:18])
+
+
+def state_id(state: str) -> str:
+    """The name a verified state is spent under (its hash: the ledger of spent states holds no usable value)."""
+    return hashlib.sha256(state.encode("ascii")).hexdigest()[:32]
 
 
 def pkce_challenge(verifier: str) -> str:
