@@ -12,6 +12,10 @@ Result -> response (``to_response``): ``statusCode``, ``headers``, each of ``coo
 a base64 ``body`` decoded. A result without ``statusCode`` is sent as a 200 JSON body (API Gateway's inference for
 2.0). No route: 404 ``{"message":"Not Found"}``; the function raised: 500 ``{"message":"Internal Server Error"}``.
 
+Route throttling (a route's ``RouteSettings``): a token bucket per route holding ``ThrottlingBurstLimit`` requests,
+refilled at ``ThrottlingRateLimit`` a second, shared by every client; a request finding it empty is answered 429
+``{"message":"Too Many Requests"}`` and its function is not invoked, as API Gateway does.
+
 The request log shows method, path, status, function and time: never the query string, which carries OAuth codes.
 """
 
@@ -31,7 +35,7 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from local.console import Console
-from local.template import ACCOUNT_ID, Route
+from local.template import ACCOUNT_ID, Route, Throttle
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # HTTP API's payload limit
 _TEXT_TYPES = (
@@ -150,6 +154,27 @@ def _message(status: int, message: str) -> HttpResponse:
     return HttpResponse(status, [("Content-Type", "application/json")], json.dumps({"message": message}).encode())
 
 
+class TokenBucket:
+    """API Gateway's throttle: ``burst`` requests at once, refilled at ``rate`` a second."""
+
+    def __init__(self, throttle: Throttle, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._rate, self._capacity = throttle.rate, float(throttle.burst)
+        self._monotonic = monotonic
+        self._tokens = self._capacity
+        self._at = monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self._monotonic()
+            self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+            self._at = now
+            if self._tokens < 1.0:
+                return False
+            self._tokens -= 1.0
+            return True
+
+
 class HttpApi:
     """The routes of the template, served on ``host:port`` (0: the OS picks a free port)."""
 
@@ -162,12 +187,19 @@ class HttpApi:
         port: int = 0,
         console: Console | None = None,
     ) -> None:
-        self.routes = sorted(routes, key=lambda r: r.specificity)
+        self.routes: list[Route] = []
+        self._buckets: dict[str, TokenBucket] = {}
+        self.use_routes(routes)
         self._invoke = invoke
         self._address = (host, port)
         self._console = console
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    def use_routes(self, routes: Sequence[Route]) -> None:
+        """Serve these routes (the template's, once its parameters are resolved: a throttle may depend on them)."""
+        self._buckets = {r.route_key: TokenBucket(r.throttle) for r in routes if r.throttle is not None}
+        self.routes = sorted(routes, key=lambda r: r.specificity)
 
     def bind(self) -> HttpApi:
         """Take the port (so its number is known) without serving yet. ``OSError`` when it is in use."""
@@ -216,8 +248,11 @@ class HttpApi:
         path = urlsplit(target).path or "/"
         found = self.route_for(method, path)
         function = "-"
+        bucket = self._buckets.get(found[0].route_key) if found is not None else None
         if found is None:
             response = _message(404, "Not Found")
+        elif bucket is not None and not bucket.take():
+            response = _message(429, "Too Many Requests")
         else:
             route, parameters = found
             function = route.function

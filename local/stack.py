@@ -49,6 +49,7 @@ SANDBOX_CLIENT_SECRET = "sandboxsecret0123456789abcdef"  # the sandbox's own mad
 SANDBOX_TOKEN_LIFETIME = 600
 SANDBOX_ROTATE_EVERY = 60.0
 SANDBOX_ROTATION_MARGIN = 300  # the lowest the template allows: tokens of 600 s fall due 150-300 s after issue
+SANDBOX_RATE_LIMITS = {"oauth.v2.access": 600}  # Slack's per-app limit, shared by installs and rotation
 
 
 @dataclass(frozen=True)
@@ -215,13 +216,7 @@ class LocalStack:
         else:
             parameters |= self._start_backends()
         parameters |= user_parameters
-        template = self.template = Template.load(options.template_path, parameters=parameters)
-        if options.attach is not None:
-            for logical_id, physical_id in options.attach["resources"].items():
-                template.bind(logical_id, physical_id)
-        else:
-            self._create_secrets(template)
-            self._create_tables(template)
+        template = self._load(parameters)
 
         self.host = FunctionHost(
             template.functions(),
@@ -246,6 +241,20 @@ class LocalStack:
         if self.options.serve_http:
             self.lambda_api = LambdaApi(self.functions, self.invoke).start()
 
+    def _load(self, parameters: Mapping[str, str]) -> Template:
+        """The template with every parameter given, its resources bound to the running (or attached) backends."""
+        options = self.options
+        template = self.template = Template.load(options.template_path, parameters=parameters)
+        if self.api is not None:
+            self.api.use_routes(template.routes())  # with the parameters resolved (the callback's throttle)
+        if options.attach is not None:
+            for logical_id, physical_id in options.attach["resources"].items():
+                template.bind(logical_id, physical_id)
+        else:
+            self._create_secrets(template)
+            self._create_tables(template)
+        return template
+
     def _start_backends(self) -> dict[str, str]:
         """Start moto (and the sandbox); the parameters that point the functions at them."""
         options = self.options
@@ -259,6 +268,7 @@ class LocalStack:
             client_secret=SANDBOX_CLIENT_SECRET,
             token_lifetime=options.token_lifetime,
             default_redirect_uri=self.outputs.get("RedirectUrl"),
+            rate_limits=SANDBOX_RATE_LIMITS,
         ).start()
         return {
             "SlackApiUrl": self.slack.api_url,

@@ -91,14 +91,23 @@ def load_template(text: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class Throttle:
+    """A route's ``RouteSettings`` throttling: ``rate`` requests a second, a bucket of ``burst`` (API Gateway's)."""
+
+    rate: float
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One ``HttpApi`` event: ``method`` (``ANY`` matches every method) and ``path`` (``{name}`` and ``{name+}``
-    parameters), or the ``$default`` catch-all."""
+    parameters), or the ``$default`` catch-all; ``throttle`` from the event's ``RouteSettings``."""
 
     function: str
     event: str
     method: str
     path: str
+    throttle: Throttle | None = None
 
     @property
     def route_key(self) -> str:
@@ -441,10 +450,18 @@ class Template:
                 raise TemplateError(f"{function}.{event_name}: the local HTTP API speaks payload format 2.0 only")
             path = self.resolve(properties.get("Path", "$default"))
             method = str(self.resolve(properties.get("Method", "ANY"))).upper()
-            routes.append(
-                Route(function, event_name, "ANY" if method == "X-AMAZON-APIGATEWAY-ANY-METHOD" else method, path)
-            )
+            method = "ANY" if method == "X-AMAZON-APIGATEWAY-ANY-METHOD" else method
+            throttle = self._throttle(f"{function}.{event_name}", properties.get("RouteSettings") or {})
+            routes.append(Route(function, event_name, method, path, throttle))
         return routes
+
+    def _throttle(self, where: str, settings: Mapping[str, Any]) -> Throttle | None:
+        rate, burst = settings.get("ThrottlingRateLimit"), settings.get("ThrottlingBurstLimit")
+        if rate is None and burst is None:
+            return None
+        if rate is None or burst is None:
+            raise TemplateError(f"{where}: the local HTTP API needs both ThrottlingRateLimit and ThrottlingBurstLimit")
+        return Throttle(rate=float(self.resolve(rate)), burst=int(self.resolve(burst)))
 
     def _schedules(self, function: str, events: Mapping[str, Any]) -> list[Schedule]:
         schedules: list[Schedule] = []

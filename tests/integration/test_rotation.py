@@ -314,7 +314,7 @@ def virtual_time_rotator() -> tuple[Any, list[float]]:
     """The deployed rotator's collaborators, on a clock that sleeps in virtual time (the waits are recorded)."""
     from slack_tokens.ratelimit import Pacer
     from slack_tokens.rotation import Rotator
-    from slack_tokens.slack_client import RetryPolicy, SlackClient
+    from slack_tokens.slack_client import SlackClient
     from slack_tokens.store import ConfigSecrets, TokenStore
 
     waits: list[float] = []
@@ -331,7 +331,7 @@ def virtual_time_rotator() -> tuple[Any, list[float]]:
     secrets = ConfigSecrets(client, app_secret_id=__import__("os").environ["SLACK_APP_SECRET_ID"], state_secret_id=None)
     slack = SlackClient(
         __import__("os").environ["SLACK_API_URL"],
-        policy=RetryPolicy(whole_attempts=True),
+        policy=entrypoints.PAIR_SLACK_POLICY,
         limiter=Pacer(590, monotonic=monotonic, sleep=sleep),
         monotonic=monotonic,
         sleep=sleep,
@@ -575,4 +575,22 @@ def test_invalid_refresh_token_finds_and_promotes_a_pair_stored_meanwhile(due_ap
     assert due_app.current_version(name) == stored_meanwhile[0]
     tags = {t["Key"]: t["Value"] for t in due_app.client.describe_secret(SecretId=name)["Tags"]}
     assert tags["slack:status"] == "active"
+    assert_usable(due_app, name)
+
+
+def test_a_slack_rate_limited_for_longer_than_the_retries_still_gets_the_pair_refreshed_in_the_run(
+    due_app: App,
+) -> None:
+    """Rotation shares oauth.v2.access's 600 a minute with every install: a run of rate limits (Slack did not act)
+    is waited out while the run has time, not counted against the pair's attempts."""
+    (name,) = due_app.install_teams(["T0001"])
+    old = due_app.stored(name)["refresh_token"]
+    due_app.slack.fail_next("oauth.v2.access", status=429, retry_after=5, times=8)
+    rotator, waits = virtual_time_rotator()
+
+    summary = rotator.sweep(600).to_json()
+
+    assert summary["rotated"] == 1 and summary["failed"] == 0 and summary["deferred"] == 0, summary
+    assert waits.count(5) >= 8  # each Retry-After was waited out (in virtual time)
+    assert due_app.slack.refresh_count(old) == 1
     assert_usable(due_app, name)

@@ -216,3 +216,38 @@ def test_run_summaries_show_what_happened() -> None:
     assert summary({"due": 1, "rotated": 1, "failed": 0, "failures": {}, "dry_run": False}) == "due=1 rotated=1"
     assert summary({"due": 0, "failed": 0}) == "nothing to do"
     assert summary({"failed": 1, "failures": {"x": 1}}) == 'failed=1 failures={"x":1}'
+
+
+def test_the_callback_route_carries_the_templates_throttle_with_parameters_resolved() -> None:
+    from local.template import Throttle
+
+    def callback_throttle(project: Template) -> Throttle | None:
+        return next(r.throttle for r in project.routes() if r.path == "/slack/oauth_redirect")
+
+    assert callback_throttle(Template.load()) == Throttle(rate=2.0, burst=20)
+    tuned = Template.load(parameters={"CallbackThrottleRate": "5", "CallbackThrottleBurst": "50"})
+    assert callback_throttle(tuned) == Throttle(rate=5.0, burst=50)
+    assert next(r.throttle for r in Template.load().routes() if r.path == "/slack/install") is None
+
+
+def test_the_local_http_api_throttles_a_route_like_api_gateway_without_invoking_its_function() -> None:
+    from local.http_api import HttpApi, TokenBucket
+    from local.template import Route, Throttle
+
+    now = [0.0]
+    bucket = TokenBucket(Throttle(rate=2.0, burst=3), monotonic=lambda: now[0])
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]  # the burst, then empty
+    now[0] += 0.5
+    assert [bucket.take(), bucket.take()] == [True, False]  # refilled at 2 a second
+    now[0] += 100
+    assert sum(bucket.take() for _ in range(10)) == 3  # never more than the burst at once
+
+    invoked: list[str] = []
+    route = Route("Fn", "Ev", "GET", "/slack/oauth_redirect", Throttle(rate=0.001, burst=2))
+    api = HttpApi([route], lambda fn, event: invoked.append(fn) or {"statusCode": 200, "body": ""})
+    statuses = [api.handle("GET", "/slack/oauth_redirect?code=x", [], b"", "127.0.0.1").status for _ in range(4)]
+
+    assert statuses == [200, 200, 429, 429]
+    assert invoked == ["Fn", "Fn"]
+    refused = api.handle("GET", "/slack/oauth_redirect", [], b"", "127.0.0.1")
+    assert refused.body == b'{"message": "Too Many Requests"}'

@@ -62,8 +62,11 @@ def _pair_slack_client(api_url: str, per_minute: int) -> SlackClient:
     starting an attempt that the time left cannot finish."""
     from slack_tokens.ratelimit import Pacer  # noqa: PLC0415 - lazy, see the imports
 
-    return SlackClient(api_url, limiter=Pacer(per_minute), policy=RetryPolicy(whole_attempts=True))
+    return SlackClient(api_url, limiter=Pacer(per_minute), policy=PAIR_SLACK_POLICY)
 
+
+# Rotation and exchange: whole attempts only, and rate limits waited out within the run (installs share the budget).
+PAIR_SLACK_POLICY = RetryPolicy(whole_attempts=True, rate_limit_retries=30)
 
 # The callback's own Slack calls are bounded: at most two attempts per callback (a 429 or a 5xx is tried once more
 # when its wait fits), so the callbacks the HTTP API's throttle lets through cost the app's shared oauth.v2.access

@@ -410,7 +410,7 @@ class Rotator:
         meanwhile (a rate limit included)."""
         credentials = self._credentials()
         assert pair.refresh_token is not None  # noqa: S101 - legacy pairs never get here
-        started, unusable = self._monotonic(), 0
+        started, unusable, asked = self._monotonic(), 0, 0
         while True:
             try:
                 return self._slack.refresh(
@@ -420,8 +420,10 @@ class Rotator:
                     token_type=pair.token_type,
                     deadline=end - self._handover.write_budget,
                     gate=self._guard.check,
+                    wait_out_rate_limits=asked == 0,  # asking again runs on the grace period's clock
                 )
             except errors.SlackApiError as exc:
+                asked += 1
                 unusable += exc.code == "invalid_response"
                 exc.maybe_acted = exc.maybe_acted or unusable > 0
                 if not self._ask_again(exc, started, end, unusable):

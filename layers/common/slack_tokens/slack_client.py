@@ -66,6 +66,9 @@ class RetryPolicy(NamedTuple):
     # Start an attempt only when its full timeouts fit before the deadline. The rotator and the exchange need it:
     # an attempt cut short by the deadline can lose an answer Slack acted on (a new pair seen by nobody).
     whole_attempts: bool = False
+    # Rate-limited answers (Slack did not act) that may be waited out without counting as attempts. The rotator and
+    # the exchange share the app's budget with every install: they wait for it, within their deadline.
+    rate_limit_retries: int = 0
 
     @property
     def attempt_seconds(self) -> float:
@@ -125,12 +128,20 @@ class SlackClient:
         token_type: TokenType,
         deadline: float,
         gate: Gate | None = None,
+        wait_out_rate_limits: bool = True,
     ) -> RefreshedToken:
         """``oauth.v2.access`` with ``grant_type=refresh_token``: returns ONE new access + refresh token, which must
-        be of ``token_type`` (the type of the pair refreshed) and complete, or the answer is refused."""
+        be of ``token_type`` (the type of the pair refreshed) and complete, or the answer is refused.
+        ``wait_out_rate_limits=False``: rate limits count as attempts (a caller asking again on its own clock)."""
         fields = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         body = self._call(
-            ACCESS, fields, _basic(client_id, client_secret), deadline=deadline, retry_lost_answer=True, gate=gate
+            ACCESS,
+            fields,
+            _basic(client_id, client_secret),
+            deadline=deadline,
+            retry_lost_answer=True,
+            gate=gate,
+            patient=wait_out_rate_limits,
         )
         return parse_refresh(body, now=int(self._now()), token_type=token_type)
 
@@ -175,18 +186,21 @@ class SlackClient:
         retry_lost_answer: bool,
         gate: Gate | None = None,
         paced: bool = True,
+        patient: bool = True,
     ) -> dict[str, Any]:
         """Send ``method`` until it answers, within ``deadline``. ``gate`` is asked right before every attempt
         (after any pacing wait): False raises ``GuardLostError`` and nothing more is sent. The error raised when
         no attempt succeeds has ``maybe_acted`` set if an earlier attempt reached Slack and lost its answer: then
-        Slack may have acted (a refresh token is in its grace period), whatever the last attempt said."""
+        Slack may have acted (a refresh token is in its grace period), whatever the last attempt said. ``patient``:
+        the policy's rate-limit retries apply (never once Slack may have acted: the grace period does not wait)."""
         policy = self._policy
         headers = {**authorization, "Content-Type": "application/x-www-form-urlencoded"}
         limiter = self._limiter if paced else None
         shortest = policy.attempt_seconds if policy.whole_attempts else 0.05
         last: errors.SlackApiError | None = None
         acted = False
-        for attempt in range(policy.max_attempts):
+        attempt = limited = 0
+        while attempt < policy.max_attempts:
             remaining = deadline - self._monotonic()
             if remaining <= shortest:
                 break
@@ -201,7 +215,11 @@ class SlackClient:
                 if not _may_repeat(exc, at_most_once=not retry_lost_answer):
                     raise
                 last = exc
-            wait = self._backoff(attempt, last)
+            if last.code == "ratelimited" and patient and not acted and limited < policy.rate_limit_retries:
+                limited += 1
+            else:
+                attempt += 1
+            wait = self._backoff(attempt - 1, last)
             if self._monotonic() + wait + shortest >= deadline:
                 break
             if last.retry_after is not None and limiter is not None:
