@@ -1,6 +1,7 @@
 """A flood of callbacks cannot starve rotation (issue 8): the local stack of ``make run``, with the template's callback
 throttle on its HTTP API and the Slack sandbox enforcing Slack's 600 ``oauth.v2.access`` calls a minute per app.
 
+The sweep runs in its own process, as a Lambda invocation would, so the callbacks keep arriving while it works.
 The attacker does what the issue found to work, and more: a fresh install link (the install route costs nothing at
 Slack) followed by callbacks with made-up codes of the right shape, the first with the fresh state and the next ones
 replaying it, as fast as four clients can. Meanwhile a sweep rotates 100 due pairs. Every pair rotates; the
@@ -10,11 +11,17 @@ Run with ``-s`` to see the figures.
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -27,6 +34,7 @@ from slack_tokens.state import COOKIE_NAME
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
 PAIRS = 100
 PREFIX = "flood/tokens/"  # moto's state is per process: keep apart from the other local-stack tests
 ATTACKERS = 4
@@ -95,6 +103,29 @@ def attack(api_url: str, flood: Flood, stop: threading.Event) -> None:
             flood.count(answer.status)
 
 
+def sweep_in_its_own_process(stack: LocalStack) -> dict[str, Any]:
+    """RotateFunction as Lambda runs it: its own process (the local host runs one invocation at a time, and the
+    callbacks must keep arriving while the sweep works), with the template's environment of the function."""
+    assert stack.host is not None
+    environment = {
+        **os.environ,
+        **stack.host.environment("RotateFunction"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.support.rotate_process", "--timeout", "900"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return summary
+
+
 def test_a_callback_flood_at_the_throttle_cannot_stop_a_sweep_of_100_due_pairs(stack: LocalStack) -> None:
     assert stack.slack is not None and stack.api is not None
     throttle = next(r.throttle for r in stack.api.routes if r.path == "/slack/oauth_redirect")
@@ -114,7 +145,9 @@ def test_a_callback_flood_at_the_throttle_cannot_stop_a_sweep_of_100_due_pairs(s
         thread.start()
     try:
         time.sleep(1.0)  # the flood is on (and has drawn the throttle's burst) before the sweep starts
-        summary = stack.invoke("RotateFunction", {})
+        sweep_started = time.monotonic()
+        summary = sweep_in_its_own_process(stack)
+        sweep_seconds = time.monotonic() - sweep_started
     finally:
         stop.set()
         for thread in attackers:
@@ -122,6 +155,8 @@ def test_a_callback_flood_at_the_throttle_cannot_stop_a_sweep_of_100_due_pairs(s
     elapsed = time.monotonic() - began
     calls = [r for r in stack.slack.requests if r.method == ACCESS]
     by_callbacks = [r for r in calls if r.form.get("grant_type") == "authorization_code"]
+    sweep_window = (min(r.time for r in calls if r.form.get("grant_type") == "refresh_token"), time.time())
+    during_sweep = [r for r in by_callbacks if sweep_window[0] <= r.time <= sweep_window[1]]
     refreshes = [r for r in calls if r.form.get("grant_type") == "refresh_token"]
     print(  # the figures issue 8's closing note asks for
         f"\nflood: {flood.sent} callbacks sent in {elapsed:.1f} s, {flood.throttled} throttled (429),"
@@ -129,6 +164,7 @@ def test_a_callback_flood_at_the_throttle_cannot_stop_a_sweep_of_100_due_pairs(s
         f" ({sum(r.status == 429 for r in by_callbacks)} of them rate-limited);"
         f" sweep: due={summary['due']} rotated={summary['rotated']} failed={summary['failed']},"
         f" {len(refreshes)} refresh calls ({sum(r.status == 429 for r in refreshes)} rate-limited)"
+        f" in {sweep_seconds:.1f} s, {len(during_sweep)} callback calls reached Slack during the sweep"
     )
 
     assert summary["due"] == PAIRS
@@ -136,6 +172,7 @@ def test_a_callback_flood_at_the_throttle_cannot_stop_a_sweep_of_100_due_pairs(s
     assert flood.server_errors == 0
     assert flood.sent > 2 * (throttle.rate * elapsed + throttle.burst), "the flood did not outrun the throttle"
     assert flood.throttled > 0
+    assert during_sweep, "the flood went on while the sweep worked"
     # The throttle admits its burst and its rate; each admitted callback calls Slack at most twice.
     assert flood.admitted <= throttle.burst + throttle.rate * elapsed + 1
     assert len(by_callbacks) <= 2 * flood.admitted
