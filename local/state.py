@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from local.template import ROOT
+from slack_tokens_cli.stack import alive
 
 STATE_FILE = ROOT / ".local" / "stack.json"
 
@@ -43,16 +44,6 @@ def read(path: Path = STATE_FILE) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise NoStackError(f"{path} is unreadable: {exc}") from None
     pid = state.get("pid")
-    if not isinstance(pid, int) or not _alive(pid):
+    if not isinstance(pid, int) or not alive(pid):
         raise NoStackError(f"no local stack is running ({path} is left from process {pid}, which has ended)")
     return dict(state)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

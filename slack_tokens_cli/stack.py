@@ -85,12 +85,13 @@ def running_local_stack(state_file: Path | None) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     pid = state.get("pid")
-    if not isinstance(pid, int) or not _alive(pid):
+    if not isinstance(pid, int) or not alive(pid):
         return None
     return dict(state)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (the local stack writes its pid into its state file)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
