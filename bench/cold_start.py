@@ -15,6 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import paths
 from bench.registry import Options, register
@@ -114,28 +115,29 @@ def discover(report: Report) -> tuple[list[Variant], bool]:
     return variants, any(v.label == "install" for v in variants)
 
 
-def run_probe(variant: Variant) -> None:
+def probe(command: list[str], env: dict[str, str], cwd: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+    """Run the probe once: its ``BENCH_RESULT`` JSON, or why there is none."""
     try:
         proc = subprocess.run(  # noqa: S603 - our own interpreter and script
-            [sys.executable, "-P", str(PROBE), *variant.args],
-            env=variant.env,
-            cwd=variant.env["LAMBDA_TASK_ROOT"],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
+            command, env=env, cwd=cwd, capture_output=True, text=True, timeout=180, check=False
         )
     except subprocess.TimeoutExpired:
-        variant.errors.append("probe timed out after 180 s")
-        return
+        return None, "probe timed out after 180 s"
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
     if proc.returncode != 0 or line is None:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        variant.errors.append(f"probe exited {proc.returncode}: {tail}")
-        return
-    result = json.loads(line.removeprefix("BENCH_RESULT "))
+        return None, f"probe exited {proc.returncode}: {tail}"
+    result: dict[str, Any] = json.loads(line.removeprefix("BENCH_RESULT "))
     if result["error"]:
-        variant.errors.append(str(result["error"]))
+        return None, str(result["error"])
+    return result, None
+
+
+def run_probe(variant: Variant) -> None:
+    command = [sys.executable, "-P", str(PROBE), *variant.args]
+    result, error = probe(command, variant.env, variant.env["LAMBDA_TASK_ROOT"])
+    if result is None:
+        variant.errors.append(str(error))
         return
     variant.seconds.append(float(result["seconds"]))
     variant.cpu.append(float(result["cpu"]))

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import paths
-from bench.cold_start import INIT_CALLS, PROBE, lambda_env
+from bench.cold_start import INIT_CALLS, PROBE, lambda_env, probe
 from bench.registry import Options, register
 from bench.report import Report
 from bench.stats import median, p90
@@ -302,29 +302,10 @@ def samples(shape: Shape) -> tuple[Sample, list[Sample]]:
 def run_whole_process(python: str, sample: Sample) -> None:
     """One sample: the whole process, from spawn to exit, timed here; the probe's own timing kept beside it."""
     start = time.perf_counter()
-    try:
-        proc = subprocess.run(  # noqa: S603 - the 3.13 interpreter on our own probe
-            [python, "-S", "-P", str(PROBE), *sample.args],
-            env=sample.env,
-            cwd=sample.cwd,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        sample.errors.append("probe timed out after 180 s")
-        return
+    result, error = probe([python, "-S", "-P", str(PROBE), *sample.args], sample.env, sample.cwd)
     wall = time.perf_counter() - start
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
-    if proc.returncode != 0 or line is None:
-        sample.errors.append(f"probe exited {proc.returncode}: {(proc.stderr.strip().splitlines() or ['-'])[-1]}")
-        return
-    import json
-
-    result = json.loads(line.removeprefix("BENCH_RESULT "))
-    if result["error"]:
-        sample.errors.append(str(result["error"]))
+    if result is None:
+        sample.errors.append(str(error))
         return
     sample.wall.append(wall)
     sample.inner.append(float(result["seconds"]))
