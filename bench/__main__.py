@@ -18,7 +18,7 @@ from bench.report import Report  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     available = benchmarks()
     names = [b.name for b in available]
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Performance budget (SPEC section 8).")
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Performance budget.")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (cold start: 5 rounds, not 15)")
     parser.add_argument("--only", action="append", choices=names, metavar="NAME", help=f"run only NAME ({names})")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")

@@ -1,4 +1,4 @@
-"""Rotation throughput (SPEC 8): 1,000 due pairs, a fake Slack answering in 100 ms and in 300 ms, enforcing
+"""Rotation throughput: 1,000 due pairs, a fake Slack answering in 100 ms and in 300 ms, enforcing
 Slack's 600/min limit on ``oauth.v2.access``. Reports refreshes per minute vs the limit (target >= 90%), 429s seen
 (target 0), Secrets Manager calls per rotated pair (target <= 3 plus the amortised listing), the run guard's
 DynamoDB calls for the whole run (Secrets Manager versions it writes: none) and peak RSS.

@@ -1,4 +1,4 @@
-"""The local stack: the whole product on one machine, with no AWS account, no Docker and no Slack app (SPEC 7).
+"""The local stack: the whole product on one machine, with no AWS account, no Docker and no Slack app.
 
 ``make run`` (``python -m local.run``) starts, in one process:
 

@@ -2,7 +2,7 @@
 
 The file is CSV with the header ``team_id,enterprise_id,token_type,token,user_id`` or JSON (a list of objects
 with those keys). Every row is checked first; bad rows are reported by line (CSV) or position (JSON), never with
-their token, and are not written. Good rows are stored as legacy pairs (SPEC 4.2: ``refresh_token`` and
+their token, and are not written. Good rows are stored as legacy pairs (``refresh_token`` and
 ``expires_at`` null) under the stack's prefix.
 An import never overwrites: a row whose secret exists already (imported before, exchanged, or reinstalled since)
 is skipped, so running the same file again is harmless.

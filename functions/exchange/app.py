@@ -1,4 +1,4 @@
-"""ExchangeFunction: migrate legacy, non-expiring tokens to rotating pairs with ``oauth.v2.exchange`` (SPEC 4.4).
+"""ExchangeFunction: migrate legacy, non-expiring tokens to rotating pairs with ``oauth.v2.exchange``.
 
 ``{}`` every legacy pair under the prefix, ``{"secret_ids": [...]}`` those, ``{"dry_run": true}`` report only.
 Returns the run summary: due, exchanged, recovered, failed, skipped, needs_reinstall, dry_run (and stopped).

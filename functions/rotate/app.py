@@ -1,6 +1,6 @@
 """RotateFunction: sweep every due token pair (EventBridge Scheduler), or rotate one (``{"secret_id": ...}``).
 
-Returns the run summary: due, rotated, recovered, failed, skipped, needs_reinstall (SPEC 4.3).
+Returns the run summary: due, rotated, recovered, failed, skipped, needs_reinstall.
 """
 
 from typing import Any

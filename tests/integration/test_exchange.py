@@ -1,4 +1,4 @@
-"""Legacy token migration through the real ExchangeFunction handler, moto server and the fake Slack (SPEC 4.4, 5).
+"""Legacy token migration through the real ExchangeFunction handler, moto server and the fake Slack.
 
 Legacy pairs are seeded with the operator's import (``slack-tokens import``, ``slack_tokens_cli.legacy_import``)
 from tokens the fake Slack minted with ``add_legacy_token``.

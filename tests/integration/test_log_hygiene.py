@@ -1,4 +1,4 @@
-"""No secret reaches a log line, printed output or a callback page, whatever happens during an install (SPEC 6).
+"""No secret reaches a log line, printed output or a callback page, whatever happens during an install.
 
 Each scenario group runs through the real handlers while three channels capture everything: the service logger
 (``logs``, formatted as Powertools prints it), every log record reaching the root logger at DEBUG (``caplog``,

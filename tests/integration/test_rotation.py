@@ -1,4 +1,4 @@
-"""Scheduled rotation through the real RotateFunction handler, moto server and the fake Slack (SPEC 4.3, 5)."""
+"""Scheduled rotation through the real RotateFunction handler, moto server and the fake Slack."""
 
 from __future__ import annotations
 

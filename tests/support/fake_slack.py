@@ -3,7 +3,7 @@
 Standard library only: a ``ThreadingHTTPServer`` in a daemon thread, bound to 127.0.0.1 on a port the OS picks.
 All state sits behind one lock, so the fake can be hit from many client threads at once.
 
-Endpoints (shapes and error codes follow docs.slack.dev, see SPEC section 2):
+Endpoints (shapes and error codes follow docs.slack.dev):
 
 * ``GET  /oauth/v2/authorize``           HTML consent page with the buttons ``Allow`` and ``Cancel``.
 * ``POST /oauth/v2/authorize/decision``  what those buttons post; answers 302 to the redirect URI with

@@ -1,4 +1,4 @@
-"""Secret names, version ids and the secret JSON (SPEC 4.2)."""
+"""Secret names, version ids and the secret JSON."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Signed, expiring, cookie-bound state and PKCE (SPEC 6)."""
+"""Signed, expiring, cookie-bound state and PKCE."""
 
 from __future__ import annotations
 

@@ -312,7 +312,7 @@ def assert_encrypted_queue(template: dict[str, Any], name: str) -> None:
 def test_rotate_function_runs_alone_for_up_to_15_minutes(template: dict[str, Any], rotate: dict[str, Any]) -> None:
     assert rotate["CodeUri"] == "functions/rotate/"
     assert rotate["Timeout"] == 900, "a sweep of 1,000 pairs at Slack's 600 a minute takes about 2 minutes"
-    assert rotate["ReservedConcurrentExecutions"] == 1, "SPEC 5: at most one refresh of a pair in flight"
+    assert rotate["ReservedConcurrentExecutions"] == 1, "at most one refresh of a pair in flight"
     assert "MemorySize" not in rotate, "memory comes from Globals"
     assert not {"HttpApi", "Api"} & {event["Type"] for event in rotate["Events"].values()}
 

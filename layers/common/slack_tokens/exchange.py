@@ -1,4 +1,4 @@
-"""Migration of legacy, non-expiring tokens to rotating pairs with ``oauth.v2.exchange`` (SPEC 4.4, 5).
+"""Migration of legacy, non-expiring tokens to rotating pairs with ``oauth.v2.exchange``.
 
 The protocol, for one legacy pair whose ``AWSCURRENT`` version is ``L`` (``refresh_token`` null)::
 
@@ -118,7 +118,7 @@ def exchanged(old: TokenPair, answer: OAuthAccess, *, legacy_version: str, now: 
 
 @dataclass
 class ExchangeSummary:
-    """Rotation's summary (SPEC 4.3) plus ``exchanged``, ``dry_run``, ``would_exchange`` and ``stopped``."""
+    """Rotation's summary plus ``exchanged``, ``dry_run``, ``would_exchange`` and ``stopped``."""
 
     run: Summary = field(default_factory=Summary)
     dry_run: bool = False

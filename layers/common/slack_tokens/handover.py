@@ -1,4 +1,4 @@
-"""The write half of the token-pair protocol, shared by rotation and the legacy exchange (SPEC 5).
+"""The write half of the token-pair protocol, shared by rotation and the legacy exchange.
 
 Both hold a new pair that exists nowhere but in this process the moment Slack answers. Both then:
 

@@ -160,7 +160,9 @@ def parse_version_id(version_id: str) -> VersionInfo | None:
 
 @dataclass(frozen=True)
 class TokenPair:
-    """One secret's value (SPEC 4.2). ``refresh_token``/``expires_at`` are ``None`` for legacy tokens."""
+    """One secret's value (the README's "token-pair secrets" contract).
+
+    ``refresh_token``/``expires_at`` are ``None`` for legacy tokens."""
 
     token_type: TokenType
     access_token: str = field(repr=False)
