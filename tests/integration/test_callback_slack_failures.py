@@ -193,6 +193,7 @@ def test_a_retry_after_longer_than_the_budget_gives_a_503_at_once(app: App, caps
     assert time.monotonic() - started < 5  # it did not sit out the 30 s
     assert response["statusCode"] == 503
     assert "Slack is busy" in response["body"]
+    assert "start the install again" in response["body"]  # the state is spent: the same link cannot be retried
     assert outcome(capsys) == "slack_unavailable"
     assert statuses(app) == [429]
     assert app.secret_names() == []

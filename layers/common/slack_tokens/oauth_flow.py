@@ -226,7 +226,7 @@ class OAuthFlow:
             first = self._used_states.spend(state_id(state), expires_at=self._state_signer().expires_at(state))
         except errors.StoreError as exc:
             logger.error("callback cannot record the spent state; refusing the install", extra={"error": str(exc)})
-            self._refuse(503, "state_check_unavailable", "Please try again in a minute.", install_url)
+            self._refuse(503, "state_check_unavailable", "Please start the install again in a minute.", install_url)
         if not first:
             self._refuse(400, "state_used", "This install link was already used. Please start again.", install_url)
 
@@ -370,7 +370,7 @@ class OAuthFlow:
                 503,
                 "slack_unavailable",
                 "Slack is busy",
-                "Slack did not answer in time. Please try again in a minute.",
+                "Slack did not answer in time. Please start the install again in a minute (this link is used up).",
                 install_url,
             )
         logger.error("Slack returned an unexpected error during the code exchange", extra=log)
