@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -35,9 +35,6 @@ class _NoTracer:
     def capture_lambda_handler(self, capture_response: bool = True) -> Callable[[F], F]:
         return lambda handler: handler
 
-    def capture_method(self, capture_response: bool = True) -> Callable[[F], F]:
-        return lambda method: method
-
 
 def _tracing_enabled() -> bool:
     return (os.environ.get("POWERTOOLS_TRACE_DISABLED") or "true").strip().lower() not in {"1", "true"}
@@ -52,6 +49,25 @@ def _make_tracer() -> Any:
 
 
 tracer = _make_tracer()
+
+
+class Metric(NamedTuple):
+    """One metric a result or run summary reports (``Summary.metrics()`` and the like); ``emit`` sends them."""
+
+    name: str
+    value: float = 1
+    reason: str | None = None  # the ``reason`` dimension: a breakdown beside the total
+    unit: str = MetricUnit.Count.value
+
+
+def emit(items: Iterable[Metric]) -> None:
+    for item in items:
+        if item.unit == MetricUnit.Seconds.value:
+            seconds(item.name, item.value)
+        elif item.reason is None:
+            count(item.name, item.value)
+        else:
+            count(item.name, item.value, reason=item.reason)
 
 
 def count(name: str, value: float = 1, **dimensions: str) -> None:
