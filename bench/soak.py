@@ -250,7 +250,7 @@ class Soak:
             now = time.time()
             try:
                 for meta in self.world.store.list_pairs():
-                    current = meta.version_with("AWSCURRENT")
+                    current = meta.current
                     info = parse_version_id(current) if current else None
                     if info is None:
                         continue

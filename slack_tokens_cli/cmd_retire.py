@@ -9,7 +9,8 @@ import argparse
 import time
 
 from slack_tokens.errors import StoreError
-from slack_tokens.handover import ALREADY_RETIRED, FAILED, RETIRED, Handover, Outcome
+from slack_tokens.handover import Handover
+from slack_tokens.outcomes import Outcome, PairResult
 from slack_tokens.store import TokenStore
 from slack_tokens_cli.aws import access_denied
 from slack_tokens_cli.confirm import confirmed
@@ -20,8 +21,8 @@ from slack_tokens_cli.stack import Target
 
 WRITE_SECONDS = 30.0
 _WORDS = {
-    RETIRED: ("retired", "green"),
-    ALREADY_RETIRED: ("already retired", "dim"),
+    PairResult.RETIRED_NOW: ("retired", "green"),
+    PairResult.ALREADY_RETIRED: ("already retired", "dim"),
     "missing": ("no such pair", "yellow"),
     "superseded": ("not retired: a reinstall replaced it meanwhile", "yellow"),
 }
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace, target: Target, out: Out) -> int:
         return ATTENTION
     handover = Handover(TokenStore(target.aws.client("secretsmanager"), target.prefix))
     outcomes = [_retire(handover, target, name, args.reason) for name in names]
-    ok = all(o.result in (RETIRED, ALREADY_RETIRED) for o in outcomes)
+    ok = all(o.result in (PairResult.RETIRED_NOW, PairResult.ALREADY_RETIRED) for o in outcomes)
     if args.json:
         results = [{"name": o.name, "result": o.result, "reason": o.reason} for o in outcomes]
         out.json({"stack": target.label, "recovery_days": target.recovery_days, "results": results, "ok": ok})
@@ -67,4 +68,4 @@ def _retire(handover: Handover, target: Target, name: str, reason: str) -> Outco
     except StoreError as exc:
         if exc.code in ("AccessDeniedException", "AccessDenied"):
             raise access_denied(f"retire {name}", target.aws.denied) from None
-        return Outcome(name, FAILED, exc.code or "store_error")
+        return Outcome(name, PairResult.FAILED, exc.code or "store_error")

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, REVOKED, PairKey, parse_version_id
-from slack_tokens.store import AWSCURRENT, AWSPENDING, STATUS_TAG, SecretMeta
+from slack_tokens.store import STATUS_TAG, SecretMeta
 from slack_tokens_cli.output import duration
 from slack_tokens_cli.stack import Target
 
@@ -26,7 +26,7 @@ class PairRow:
     key: PairKey
     expires_at: int | None
     status: str
-    pending_rotation: bool  # an AWSPENDING version other than AWSCURRENT: stored, not yet promoted
+    pending_rotation: bool  # a version stored after the current one, not yet promoted
     current_version: str | None
     retired_at: str | None = None  # retired: when its deletion was scheduled (ISO 8601)
 
@@ -88,17 +88,15 @@ def _row(meta: SecretMeta, prefix: str, retired_at: str | None = None) -> PairRo
     key = PairKey.from_secret_name(prefix, meta.name)
     if key is None:
         return None
-    current = meta.version_with(AWSCURRENT)
-    pending = meta.version_with(AWSPENDING)
-    info = parse_version_id(current) if current else None
+    info = parse_version_id(meta.current) if meta.current else None
     status = info.status if info is not None else meta.tags.get(STATUS_TAG, ACTIVE)
     return PairRow(
         name=meta.name,
         key=key,
         expires_at=info.expires_at if info is not None else None,
         status=REVOKED if meta.deleted else status,
-        pending_rotation=pending is not None and pending != current,
-        current_version=current,
+        pending_rotation=meta.unpromoted is not None,
+        current_version=meta.current,
         retired_at=retired_at,
     )
 

@@ -137,7 +137,7 @@ def state_cookies(context: BrowserContext) -> list[Cookie]:
 
 def current_version(stack: LocalStack, name: str) -> str | None:
     meta = stack.store.describe(name)
-    return meta.version_with("AWSCURRENT") if meta else None
+    return meta.current if meta else None
 
 
 def bot_secret(team_id: str) -> str:

@@ -110,7 +110,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def current_version(stack: LocalStack, name: str) -> str | None:
     meta = stack.store.describe(name)
-    return meta.version_with("AWSCURRENT") if meta else None
+    return meta.current if meta else None
 
 
 # -- the stack ------------------------------------------------------------------------------------------------------

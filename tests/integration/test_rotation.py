@@ -312,10 +312,11 @@ def test_a_blocked_sweep_reports_its_due_pairs_lag_and_the_blocked_metric(
 
 def virtual_time_rotator() -> tuple[Any, list[float]]:
     """The deployed rotator's collaborators, on a clock that sleeps in virtual time (the waits are recorded)."""
+    from slack_tokens.app_secrets import AppSecrets
     from slack_tokens.ratelimit import Pacer
     from slack_tokens.rotation import Rotator
     from slack_tokens.slack_client import SlackClient
-    from slack_tokens.store import ConfigSecrets, TokenStore
+    from slack_tokens.store import TokenStore
 
     waits: list[float] = []
     offset = [0.0]
@@ -328,7 +329,7 @@ def virtual_time_rotator() -> tuple[Any, list[float]]:
         offset[0] += seconds
 
     client = entrypoints.secretsmanager_client()
-    secrets = ConfigSecrets(client, app_secret_id=__import__("os").environ["SLACK_APP_SECRET_ID"], state_secret_id=None)
+    secrets = AppSecrets(client, app_secret_id=__import__("os").environ["SLACK_APP_SECRET_ID"], state_secret_id=None)
     slack = SlackClient(
         __import__("os").environ["SLACK_API_URL"],
         policy=entrypoints.PAIR_SLACK_POLICY,
@@ -490,14 +491,15 @@ class _Crash(BaseException):
 
 
 def test_a_pending_pair_left_from_an_older_version_is_never_promoted_over_a_reinstall(due_app: App) -> None:
+    from slack_tokens.app_secrets import AppSecrets
     from slack_tokens.rotation import Rotator
     from slack_tokens.slack_client import SlackClient
-    from slack_tokens.store import ConfigSecrets, TokenStore
+    from slack_tokens.store import TokenStore
 
     (name,) = due_app.install_teams(["T0001"])
     client = entrypoints.secretsmanager_client()
     store = TokenStore(client, "slack/tokens/")
-    secrets = ConfigSecrets(client, app_secret_id=__import__("os").environ["SLACK_APP_SECRET_ID"], state_secret_id=None)
+    secrets = AppSecrets(client, app_secret_id=__import__("os").environ["SLACK_APP_SECRET_ID"], state_secret_id=None)
 
     def die_after_store(step: str, _: str) -> None:
         if step == "after_store":
@@ -561,7 +563,7 @@ def test_invalid_refresh_token_finds_and_promotes_a_pair_stored_meanwhile(due_ap
             now=0,
         )
         stored_meanwhile.append(
-            TokenStore(client, "slack/tokens/").stage_pending(name, pair, deadline=__import__("time").monotonic() + 5)
+            TokenStore(client, "slack/tokens/").stage(name, pair, deadline=__import__("time").monotonic() + 5)
         )
         due_app.slack.fail_next("oauth.v2.access", error="invalid_refresh_token")
 

@@ -63,7 +63,7 @@ def test_an_unpromoted_rotation_is_planned_even_when_not_due() -> None:
 
     (candidate,) = plan([meta("team/T1/bot", current, pending)], P, NOW, MARGIN)
 
-    assert candidate.pending_version == pending
+    assert candidate.unpromoted == pending
 
 
 def test_a_pending_version_older_than_current_is_a_leftover_and_not_read() -> None:

@@ -1,6 +1,7 @@
-"""What each Lambda handler calls: builds the collaborators once per cold start, runs the use case, records
-metrics, and is the last line of defence that turns an unexpected error into a plain 500 page (logged with its
-stack trace, which never includes a token: no message in this package carries one).
+"""The composition root: what each Lambda handler calls. It builds the collaborators once per cold start, runs the
+use case, emits the metrics its result lists, and is the last line of defence that turns an unexpected error into
+a plain 500 page (logged with its stack trace, which never includes a token: no message in this package carries
+one). Events are checked by ``events``; summaries and their metrics are ``outcomes``'.
 
 Nothing here runs at import time, so a test (or the benchmark) can import a handler before any environment
 variable is set.
@@ -13,18 +14,19 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
-from slack_tokens import errors
+from slack_tokens import errors, events
+from slack_tokens.app_secrets import AppSecrets
 from slack_tokens.config import Settings
-from slack_tokens.observability import count, logger, seconds
+from slack_tokens.observability import count, emit, logger
 from slack_tokens.slack_client import RetryPolicy, SlackClient
-from slack_tokens.store import ConfigSecrets, TokenStore, make_client
+from slack_tokens.store import TokenStore, make_client
 
 # Each function imports only its own use case (cold start: see `make bench`), so these are imported lazily.
 if TYPE_CHECKING:
     from slack_tokens.exchange import Exchanger
     from slack_tokens.guard import RunGuard
-    from slack_tokens.handover import Summary
     from slack_tokens.oauth_flow import OAuthFlow, Result
+    from slack_tokens.outcomes import ExchangeSummary, Summary
     from slack_tokens.rotation import Rotator
 
 
@@ -81,7 +83,7 @@ def oauth_flow() -> OAuthFlow:
 
     settings = Settings.from_env(os.environ, need_state=True)
     client = secretsmanager_client()
-    secrets = ConfigSecrets(client, app_secret_id=settings.app_secret_id, state_secret_id=settings.state_secret_id)
+    secrets = AppSecrets(client, app_secret_id=settings.app_secret_id, state_secret_id=settings.state_secret_id)
     used = UsedStates(dynamodb_client, settings.used_state_table) if settings.used_state_table else None
     return OAuthFlow(
         settings,
@@ -98,7 +100,7 @@ def rotator() -> Rotator:
 
     settings = Settings.from_env(os.environ, need_guard=True)
     client = secretsmanager_client()
-    secrets = ConfigSecrets(client, app_secret_id=settings.app_secret_id, state_secret_id=None)
+    secrets = AppSecrets(client, app_secret_id=settings.app_secret_id, state_secret_id=None)
     return Rotator(
         TokenStore(client, settings.token_prefix),
         _pair_slack_client(settings.api_url, settings.refresh_per_minute),
@@ -115,7 +117,7 @@ def exchanger() -> Exchanger:
 
     settings = Settings.from_env(os.environ, need_guard=True)
     client = secretsmanager_client()
-    secrets = ConfigSecrets(client, app_secret_id=settings.app_secret_id, state_secret_id=None)
+    secrets = AppSecrets(client, app_secret_id=settings.app_secret_id, state_secret_id=None)
     return Exchanger(
         TokenStore(client, settings.token_prefix),
         _pair_slack_client(settings.api_url, settings.exchange_per_minute),
@@ -148,104 +150,49 @@ def rotate(event: object, context: Invocation) -> dict[str, Any]:
 
     A run that ends returns its summary, failed pairs included, and is not retried; a run that dies (crash,
     timeout) is retried by Lambda about a minute later (the template's async retries)."""
-    secret_id = event.get("secret_id") if isinstance(event, Mapping) else None
-    if secret_id is not None and (not isinstance(secret_id, str) or not 1 <= len(secret_id) <= 2048):
-        summary = _refused("secret_id must be a secret name or ARN")
-    else:
-        remaining = context.get_remaining_time_in_millis() / 1000.0
-        holder = f"{context.function_name}/{context.aws_request_id}"
-        work = rotator()
-        if secret_id:
-            summary = work.rotate_one(secret_id, remaining, holder=holder)
-        else:
-            summary = work.sweep(remaining, holder=holder)
-    report = summary.to_json()
-    _guard_metrics(summary, blocked_metric="RotationBlocked")
-    for key, metric in (
-        ("due", "RotationDue"),
-        ("rotated", "Rotated"),
-        ("recovered", "RotationRecovered"),
-        ("failed", "RotationFailed"),
-        ("needs_reinstall", "NeedsReinstall"),
-        ("superseded", "RotationSuperseded"),
-        ("deferred", "RotationDeferred"),
-    ):
-        count(metric, report[key])
-    for reason, failures in report["failures"].items():
-        count("RotationFailedByReason", failures, reason=reason)
-    if report["lag_seconds"] is not None:
-        seconds("RotationLagSeconds", report["lag_seconds"])
-    logger.info("rotation run finished", extra={"summary": report})
-    return report
+    from slack_tokens.outcomes import Summary  # noqa: PLC0415 - lazy, see the imports
 
-
-def _refused(problem: str) -> Summary:
-    """The summary of an invocation refused for its event: every key a summary has, and the error."""
-    from slack_tokens.handover import FAILED, Outcome, Summary  # noqa: PLC0415 - lazy, see the imports
-
-    logger.error(problem)
-    return Summary(outcomes=[Outcome("(event)", FAILED, "bad_event")], error=problem)
-
-
-def _guard_metrics(summary: Summary, *, blocked_metric: str | None) -> None:
-    """``blocked_metric`` (0 or 1, every run that had work: the alarm watches its minimum) and the run guard's
-    problems (``RunGuardProblem``: a claim no working run writes was taken over, or DynamoDB could not be used)."""
-    from slack_tokens.guard import GuardState  # noqa: PLC0415 - lazy, see the imports
-
-    state, took_over = summary.guard.state, summary.guard.took_over
-    if blocked_metric is not None and state is not GuardState.NOT_NEEDED:
-        count(blocked_metric, 1 if state is GuardState.BUSY else 0)
-    if took_over is not None and took_over.loud:
-        count("RunGuardProblem", reason=f"taken_over_{took_over}")
-    elif took_over is not None:
-        count("RunGuardLapsed")  # a dead run's claim, taken after it lapsed: the crash itself is the news
-    if state is GuardState.UNAVAILABLE:
-        count("RunGuardProblem", reason="unavailable")
+    try:
+        request = events.rotate_request(event)
+    except events.BadEvent as problem:
+        return _finished("rotation", Summary.refused(_refusal(problem)))
+    remaining, holder = context.get_remaining_time_in_millis() / 1000.0, _holder(context)
+    if request.secret_id is not None:
+        return _finished("rotation", rotator().rotate_one(request.secret_id, remaining, holder=holder))
+    return _finished("rotation", rotator().sweep(remaining, holder=holder))
 
 
 def exchange(event: object, context: Invocation) -> dict[str, Any]:
     """ExchangeFunction: ``{}`` every legacy pair; ``{"secret_ids": [...]}`` those; ``{"dry_run": true}`` a report."""
-    body = event if isinstance(event, Mapping) else {}
-    secret_ids = body.get("secret_ids")
-    dry_run = body.get("dry_run", False)
-    problem = None
-    if secret_ids is not None and (
-        not isinstance(secret_ids, list) or not all(isinstance(s, str) and 1 <= len(s) <= 2048 for s in secret_ids)
-    ):
-        problem = "secret_ids must be a list of secret names or ARNs"
-    elif not isinstance(dry_run, bool):
-        problem = "dry_run must be true or false"
-    if problem is not None:
-        from slack_tokens.exchange import ExchangeSummary  # noqa: PLC0415 - lazy, see the imports
+    from slack_tokens.outcomes import ExchangeSummary, Summary  # noqa: PLC0415 - lazy, see the imports
 
-        summary, dry_run = ExchangeSummary(run=_refused(problem)), False
-    else:
-        summary = exchanger().run(
-            secret_ids,
-            dry_run=dry_run,
-            remaining_seconds=context.get_remaining_time_in_millis() / 1000.0,
-            holder=f"{context.function_name}/{context.aws_request_id}",
-        )
+    try:
+        request = events.exchange_request(event)
+    except events.BadEvent as problem:
+        return _finished("exchange", ExchangeSummary(run=Summary.refused(_refusal(problem))))
+    summary = exchanger().run(
+        request.secret_ids,
+        dry_run=request.dry_run,
+        remaining_seconds=context.get_remaining_time_in_millis() / 1000.0,
+        holder=_holder(context),
+    )
+    return _finished("exchange", summary)
+
+
+def _holder(context: Invocation) -> str:
+    return f"{context.function_name}/{context.aws_request_id}"
+
+
+def _refusal(problem: events.BadEvent) -> str:
+    logger.error(str(problem))
+    return str(problem)
+
+
+def _finished(run: str, summary: Summary | ExchangeSummary) -> dict[str, Any]:
+    """Emit the run's metrics, log its summary (counts, never a token) and return it as the function's answer."""
     report = summary.to_json()
-    _guard_metrics(summary.run, blocked_metric=None)
-    if dry_run:
-        count("ExchangeWouldExchange", len(report["would_exchange"]))
-    else:
-        for key, metric in (
-            ("due", "ExchangeDue"),
-            ("exchanged", "Exchanged"),
-            ("recovered", "ExchangeRecovered"),
-            ("failed", "ExchangeFailed"),
-            ("needs_reinstall", "NeedsReinstall"),
-            ("superseded", "ExchangeSuperseded"),
-            ("deferred", "ExchangeDeferred"),
-        ):
-            count(metric, report[key])
-        for reason, failures in report["failures"].items():
-            count("ExchangeFailedByReason", failures, reason=reason)
-        if "stopped" in report:
-            count("ExchangeStopped", reason=report["stopped"])
-    logger.info("exchange run finished", extra={"summary": report})
+    emit(summary.metrics())
+    logger.info(f"{run} run finished", extra={"summary": report})
     return report
 
 

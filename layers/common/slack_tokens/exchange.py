@@ -1,15 +1,15 @@
 """Migration of legacy, non-expiring tokens to rotating pairs with ``oauth.v2.exchange``.
 
-The protocol, for one legacy pair whose ``AWSCURRENT`` version is ``L`` (``refresh_token`` null)::
+The protocol, for one legacy pair whose current version is ``L`` (``refresh_token`` null)::
 
     READ L ──> EXCHANGE L's token  (Slack: once only; the answer cannot be asked for again)
                  │ new pair N                      │ token_already_exchanged
                  v                                 v
-              STORE FIRST: PutSecretValue N     AWSPENDING P made from L stored? ──yes──> PROMOTE P (recovered)
-              as AWSPENDING                        │ no
+              STORE FIRST: N as an              unpromoted P made from L stored? ──yes──> PROMOTE P (recovered)
+              unpromoted version                   │ no
                  │                                 v
                  v                              mark L needs_reinstall (the new pair is lost; L keeps working)
-              PROMOTE: AWSCURRENT L -> N, RemoveFromVersionId=L   (conflict: a reinstall won, keep theirs)
+              PROMOTE: make N current if L still is   (compare-and-swap; conflict: a reinstall won, keep theirs)
 
 N keeps L's token in ``legacy_access_token`` until the rotator's first refresh of N, whose promotion drops it
 (Slack revokes the legacy token at that same moment). The legacy token is never revoked here.
@@ -22,35 +22,19 @@ no write.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from slack_tokens import errors
 from slack_tokens.config import AppCredentials
 from slack_tokens.guard import RunGuard
-from slack_tokens.handover import (
-    DEFERRED,
-    FAILED,
-    RECOVERED,
-    SKIPPED_REINSTALL,
-    SKIPPED_RETIRED,
-    Handover,
-    Outcome,
-    Summary,
-    store_failure,
-)
+from slack_tokens.handover import Handover
 from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, REVOKED, OAuthAccess, PairKey, TokenPair, parse_version_id
 from slack_tokens.observability import logger
+from slack_tokens.outcomes import ExchangeSummary, Outcome, PairResult, store_failure
 from slack_tokens.rotation import LEGACY_FIELD, SAFETY
 from slack_tokens.slack_client import SlackClient
-from slack_tokens.store import AWSCURRENT, SecretMeta, StoredPair, TokenStore
-
-EXCHANGED = "exchanged"
-WOULD_EXCHANGE = "would_exchange"
-NOT_LEGACY = "not_legacy"  # already a rotating pair: nothing to exchange
-NOT_ATTEMPTED = "not_attempted"  # the run stopped before this pair
+from slack_tokens.store import SecretMeta, StoredPair, TokenStore
 
 ROTATION_OFF_HELP = (
     "token rotation is not enabled for this Slack app: turn it on under the app settings, OAuth & Permissions > "
@@ -78,8 +62,7 @@ def plan(metas: Iterable[SecretMeta], prefix: str) -> list[str]:
     for meta in metas:
         if meta.deleted or PairKey.from_secret_name(prefix, meta.name) is None:
             continue
-        current = meta.version_with(AWSCURRENT)
-        info = parse_version_id(current) if current else None
+        info = parse_version_id(meta.current) if meta.current else None
         if info is None or (info.status == ACTIVE and info.expires_at is None):  # unknown versions: read to see
             names.append(meta.name)
     return sorted(names)
@@ -111,32 +94,15 @@ def exchanged(old: TokenPair, answer: OAuthAccess, *, legacy_version: str, now: 
     )
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Summary
-# --------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ExchangeSummary:
-    """Rotation's summary plus ``exchanged``, ``dry_run``, ``would_exchange`` and ``stopped``."""
-
-    run: Summary = field(default_factory=Summary)
-    dry_run: bool = False
-    stopped: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        report = self.run.to_json()
-        by_result = Counter(o.result for o in self.run.outcomes)
-        report["exchanged"] = by_result[EXCHANGED] + by_result[RECOVERED]
-        report["rotated"] = report["exchanged"]  # in an exchange run, a pair "rotated" is a pair migrated
-        report["skipped"] += by_result[NOT_LEGACY] + by_result[NOT_ATTEMPTED]
-        report["not_attempted"] = by_result[NOT_ATTEMPTED]
-        report["dry_run"] = self.dry_run
-        if self.dry_run:
-            report["would_exchange"] = [o.name for o in self.run.outcomes if o.result == WOULD_EXCHANGE]
-        if self.stopped is not None:
-            report["stopped"] = self.stopped
-        return report
+def held_back(current: StoredPair) -> Outcome | None:
+    """Why this pair is not exchanged (``None``: it is a legacy pair to exchange)."""
+    if current.pair.status == NEEDS_REINSTALL:
+        return Outcome(current.name, PairResult.AWAITING_REINSTALL, current.pair.status_reason)
+    if current.pair.status == REVOKED:
+        return Outcome(current.name, PairResult.RETIRED, current.pair.status_reason)
+    if not current.pair.is_legacy:
+        return Outcome(current.name, PairResult.NOT_LEGACY)
+    return None
 
 
 class _StopRun(Exception):
@@ -151,21 +117,21 @@ class _StopRun(Exception):
 def _slack_failure(name: str, exc: errors.SlackApiError) -> Outcome:
     """What a Slack error (other than the ones that stop the run) means for one legacy pair, which is unchanged."""
     if exc.code == "ratelimited":  # Slack did not act, and the wait does not fit this invocation
-        return Outcome(name, DEFERRED, "rate_limited")
+        return Outcome(name, PairResult.DEFERRED, "rate_limited")
     if isinstance(exc, errors.SlackTransportError):
         if exc.code == "deadline_exceeded":
-            return Outcome(name, DEFERRED, "invocation_time")
+            return Outcome(name, PairResult.DEFERRED, "invocation_time")
         if not exc.request_sent:
             logger.warning("could not reach Slack; the next run retries", extra={"secret_name": name})
-            return Outcome(name, FAILED, "slack_retryable")
+            return Outcome(name, PairResult.FAILED, "slack_retryable")
         logger.error(ANSWER_LOST_HELP, extra={"secret_name": name, "slack_error": exc.code})
-        return Outcome(name, FAILED, "answer_lost")
+        return Outcome(name, PairResult.FAILED, "answer_lost")
     log = logger.warning if exc.retryable else logger.error
     log(
         "exchange failed at Slack; the pair is unchanged",
         extra={"secret_name": name, "slack_error": exc.code, "category": str(exc.category)},
     )
-    return Outcome(name, FAILED, f"slack_{exc.category}")
+    return Outcome(name, PairResult.FAILED, f"slack_{exc.category}")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -214,7 +180,9 @@ class Exchanger:
                 except _StopRun as stop:
                     result.stopped = stop.reason
                     summary.outcomes.append(stop.outcome)
-                    summary.outcomes += [Outcome(rest, NOT_ATTEMPTED, stop.reason) for rest in names[index + 1 :]]
+                    summary.outcomes += [
+                        Outcome(rest, PairResult.NOT_ATTEMPTED, stop.reason) for rest in names[index + 1 :]
+                    ]
                     break
         return result
 
@@ -231,30 +199,23 @@ class Exchanger:
         result.run.due = len(names)
         for name in names:
             try:
-                current = self._read_pair(name)
+                current = self._current(name)
             except errors.StoreError as exc:
-                result.run.outcomes.append(Outcome(name, FAILED, store_failure(exc)))
+                result.run.outcomes.append(Outcome(name, PairResult.FAILED, store_failure(exc)))
                 continue
-            if isinstance(current, Outcome):
-                result.run.outcomes.append(current)
+            if current is None:
+                result.run.outcomes.append(Outcome(name, PairResult.FAILED, "not_a_token_pair"))
             else:
-                result.run.outcomes.append(Outcome(name, WOULD_EXCHANGE))
+                result.run.outcomes.append(held_back(current) or Outcome(current.name, PairResult.WOULD_EXCHANGE))
         logger.info("exchange dry run: nothing was changed", extra={"would_exchange": len(result.run.outcomes)})
         return result
 
-    def _read_pair(self, name: str) -> StoredPair | Outcome:
-        """The legacy pair to exchange, or the outcome that says why this one is not exchanged."""
+    def _current(self, name: str) -> StoredPair | None:
+        """The current version of pair ``name`` (a name or ARN); ``None`` when it is not a pair of this store."""
         meta = self._store.describe(name)
         if meta is None or meta.deleted or PairKey.from_secret_name(self._store.prefix, meta.name) is None:
-            return Outcome(name, FAILED, "not_a_token_pair")
-        current = self._store.read(meta.name)
-        if current.pair.status == NEEDS_REINSTALL:
-            return Outcome(meta.name, SKIPPED_REINSTALL, current.pair.status_reason)
-        if current.pair.status == REVOKED:
-            return Outcome(meta.name, SKIPPED_RETIRED, current.pair.status_reason)
-        if not current.pair.is_legacy:
-            return Outcome(meta.name, NOT_LEGACY)
-        return current
+            return None
+        return self._store.read(meta.name)
 
     # -- one pair ----------------------------------------------------------------------------------------------
 
@@ -262,37 +223,42 @@ class Exchanger:
         try:
             outcome = self._exchange(name, end)
         except errors.GuardLostError:
-            raise _StopRun(Outcome(name, DEFERRED, "guard_lost"), "guard_lost") from None
+            raise _StopRun(Outcome(name, PairResult.DEFERRED, "guard_lost"), "guard_lost") from None
         except errors.TokenRotationNotEnabledError:
             logger.error(ROTATION_OFF_HELP, extra={"secret_name": name, "slack_error": "token_rotation_not_enabled"})
-            raise _StopRun(Outcome(name, FAILED, "token_rotation_not_enabled"), "token_rotation_not_enabled") from None
+            raise _StopRun(
+                Outcome(name, PairResult.FAILED, "token_rotation_not_enabled"), "token_rotation_not_enabled"
+            ) from None
         except errors.SlackConfigError as exc:
             logger.error(
                 "Slack refused the app credentials; fix the app credentials secret, then run the exchange again",
                 extra={"secret_name": name, "slack_error": exc.code},
             )
-            raise _StopRun(Outcome(name, FAILED, "slack_config"), exc.code) from None
+            raise _StopRun(Outcome(name, PairResult.FAILED, "slack_config"), exc.code) from None
         except errors.SlackApiError as exc:
             outcome = _slack_failure(name, exc)
         except errors.StoreError as exc:
             logger.error("exchange failed at Secrets Manager", extra={"secret_name": name, "error": str(exc)})
-            return Outcome(name, FAILED, store_failure(exc))
+            return Outcome(name, PairResult.FAILED, store_failure(exc))
         except (errors.SlackTokensError, ValueError):
             logger.exception("exchange failed", extra={"secret_name": name})
-            return Outcome(name, FAILED, "unexpected")
-        if outcome.result != FAILED:
+            return Outcome(name, PairResult.FAILED, "unexpected")
+        if outcome.result is not PairResult.FAILED:
             logger.info(
                 "exchange outcome", extra={"secret_name": name, "result": outcome.result, "reason": outcome.reason}
             )
         return outcome
 
     def _exchange(self, name: str, end: float) -> Outcome:
-        current = self._read_pair(name)
-        if isinstance(current, Outcome):
-            return current
+        current = self._current(name)
+        if current is None:
+            return Outcome(name, PairResult.FAILED, "not_a_token_pair")
+        not_legacy = held_back(current)
+        if not_legacy is not None:
+            return not_legacy
         name = current.name
         if end - self._monotonic() < self._slack.attempt_seconds + self._handover.write_budget:
-            return Outcome(name, DEFERRED, "invocation_time")
+            return Outcome(name, PairResult.DEFERRED, "invocation_time")
 
         # Exchange: from here until the write lands, the new pair exists only in this process.
         credentials = self._credentials()
@@ -316,11 +282,9 @@ class Exchanger:
             return self._handover.credential_rejected(current, exc.code, reason, end)
         new_pair = exchanged(current.pair, answer, legacy_version=current.version_id, now=int(self._clock()))
 
-        # Store first, then promote.
-        pending_version = self._handover.store_first(name, new_pair, end, if_lost=_EXCHANGE_NOT_STORED)
-        if isinstance(pending_version, Outcome):
-            return pending_version
-        return self._handover.promote(name, pending_version, current.version_id, end, EXCHANGED)
+        return self._handover.hand_over(
+            name, new_pair, current.version_id, end, done=PairResult.EXCHANGED, if_lost=_EXCHANGE_NOT_STORED
+        )
 
 
-__all__ = ["ExchangeSummary", "Exchanger", "exchanged", "plan"]
+__all__ = ["Exchanger", "exchanged", "held_back", "plan"]

@@ -66,7 +66,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from slack_tokens.observability import logger
+from slack_tokens.observability import Metric, logger
 
 ROTATION = "rotation"  # the one guard item; rotation and exchange share it
 LAST_SWEEP = "last_sweep"  # what the last sweep did (record_sweep); read by the operator's `slack-tokens status`
@@ -223,6 +223,33 @@ class Hold:
     inherited: tuple[Noted, ...] = ()  # pairs noted on the claim by a run that stopped mid-refresh: do these first
     watched: bool = False  # it had to wait for someone else's claim (which then lapsed, or stayed: BUSY)
     _attempted: bool = field(default=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The guard's part of a run summary."""
+        busy = self.state is GuardState.BUSY
+        return {
+            "guard": str(self.state),
+            "guard_took_over": str(self.took_over) if self.took_over else None,
+            "blocked_by": self.holder if busy else None,
+            "blocked_seconds": round(self.held_for) if self.held_for is not None else None,
+            "guard_waited_seconds": round(self.waited, 1),
+        }
+
+    def metrics(self, *, blocked_metric: str | None) -> list[Metric]:
+        """``blocked_metric`` (0 or 1, every run that had work: the alarm watches its minimum) and the guard's
+        problems (``RunGuardProblem``: a claim no working run writes was taken over, or DynamoDB could not be used;
+        ``RunGuardLapsed``: a dead run's claim was taken after it lapsed, where the crash itself is the news)."""
+        found: list[Metric] = []
+        if blocked_metric is not None and self.state is not GuardState.NOT_NEEDED:
+            found.append(Metric(blocked_metric, 1 if self.state is GuardState.BUSY else 0))
+        if self.took_over is not None:
+            loud = self.took_over.loud
+            found.append(
+                Metric("RunGuardProblem", reason=f"taken_over_{self.took_over}") if loud else Metric("RunGuardLapsed")
+            )
+        if self.state is GuardState.UNAVAILABLE:
+            found.append(Metric("RunGuardProblem", reason="unavailable"))
+        return found
 
 
 class _Unavailable(Exception):

@@ -33,13 +33,15 @@ from typing import Any, NamedTuple, NoReturn
 from urllib.parse import urlsplit
 
 from slack_tokens import errors, http, pages
+from slack_tokens.app_secrets import AppSecrets
 from slack_tokens.config import Settings
-from slack_tokens.handover import AMENDED, Handover
+from slack_tokens.handover import Handover
 from slack_tokens.models import OAuthAccess
 from slack_tokens.observability import logger
+from slack_tokens.outcomes import PairResult
 from slack_tokens.slack_client import SlackClient
 from slack_tokens.state import COOKIE_NAME, STATE_TTL_SECONDS, StateSigner, state_id
-from slack_tokens.store import ConfigSecrets, StoredPair, TokenStore
+from slack_tokens.store import StoredPair, TokenStore
 from slack_tokens.used_states import UsedStates
 
 INSTALL_PATH = "/slack/install"
@@ -90,7 +92,7 @@ class OAuthFlow:
     def __init__(
         self,
         settings: Settings,
-        secrets: ConfigSecrets,
+        secrets: AppSecrets,
         slack: SlackClient,
         store: TokenStore,
         *,
@@ -330,12 +332,12 @@ class OAuthFlow:
             return stored
         amended = replace(pair, bot_id=bot_id, rotated_from=stored.version_id)
         try:
-            version = self._store.stage_pending(stored.name, amended, deadline=end)
-            outcome = self._handover.promote(stored.name, version, stored.version_id, end, AMENDED)
+            version = self._store.stage(stored.name, amended, deadline=end)
+            outcome = self._handover.promote(stored.name, version, stored.version_id, end, PairResult.AMENDED)
         except errors.StoreError as exc:
             logger.warning("could not add bot_id to the stored bot pair", extra=log | {"error": str(exc)})
             return stored
-        if outcome.result != AMENDED:
+        if outcome.result is not PairResult.AMENDED:
             return stored  # superseded: a newer pair is current, and it is not ours to change
         return StoredPair(name=stored.name, version_id=version, pair=amended)
 

@@ -1,8 +1,8 @@
 """Crash-safe rotation of token pairs.
 
-The protocol, for one pair whose ``AWSCURRENT`` version is ``V``::
+The protocol, for one pair whose current version is ``V`` (the store's words: ``slack_tokens.store``)::
 
-    LIST ──due?──> GUARD ──> READ V ──(AWSPENDING P made from V exists?)──yes──> PROMOTE P (recovered)
+    LIST ──due?──> GUARD ──> READ V ──(unpromoted P made from V stored?)──yes──> PROMOTE P (recovered)
                                 │ no
                                 v
                   FENCE: does this run still hold the guard?  no ──> stop (another run owns the pairs now)
@@ -11,13 +11,13 @@ The protocol, for one pair whose ``AWSCURRENT`` version is ``V``::
                   REFRESH with V's refresh token  (Slack: the old refresh token now dies after a grace period)
                                 │ new pair N, checked: complete and of V's token type
                                 v
-                  STORE FIRST: PutSecretValue N as AWSPENDING   (retried until the invocation's deadline)
+                  STORE FIRST: N as an unpromoted version   (retried until the invocation's deadline)
                                 │
                                 v
-                  PROMOTE: move AWSCURRENT V -> N, RemoveFromVersionId=V   (compare-and-swap)
-                                │ conflict: someone else (a reinstall) moved AWSCURRENT -> theirs wins, N is dropped
+                  PROMOTE: make N current if V still is   (compare-and-swap)
+                                │ conflict: someone else (a reinstall) replaced V -> theirs wins, N is dropped
                                 v
-                  done: AWSCURRENT = AWSPENDING = N
+                  done: N is current
 
 Guarantees: at most one run works at a time (the run guard, ``slack_tokens.guard``, plus reserved concurrency 1 in
 the template), and a dead run stops blocking the others within the guard's ttl (15 s); a run checks the guard right
@@ -28,7 +28,7 @@ The one unavoidable window: a crash after Slack answers and before the first wri
 Slack's grace period for the old refresh token has passed. Within the grace period the next run (Lambda retries a
 crashed run after about a minute) refreshes again with the same refresh token and nothing is lost.
 
-Costs per due pair: 1 Slack call, 3 Secrets Manager calls (GetSecretValue, PutSecretValue,
+Costs per due pair: 1 Slack call, 3 Secrets Manager calls (read, stage, promote: GetSecretValue, PutSecretValue,
 UpdateSecretVersionStage); deciding which pairs are due costs one paginated ListSecrets for all of them.
 """
 
@@ -44,19 +44,7 @@ from typing import NamedTuple
 from slack_tokens import errors
 from slack_tokens.config import AppCredentials
 from slack_tokens.guard import Noted, RunGuard
-from slack_tokens.handover import (
-    DEFERRED,
-    FAILED,
-    NOT_DUE,
-    ROTATED,
-    SKIPPED_LEGACY,
-    SKIPPED_REINSTALL,
-    SKIPPED_RETIRED,
-    Handover,
-    Outcome,
-    Summary,
-    store_failure,
-)
+from slack_tokens.handover import Handover
 from slack_tokens.models import (
     ACTIVE,
     NEEDS_REINSTALL,
@@ -68,8 +56,9 @@ from slack_tokens.models import (
     parse_version_id,
 )
 from slack_tokens.observability import logger
+from slack_tokens.outcomes import Outcome, PairResult, Summary, store_failure
 from slack_tokens.slack_client import SlackClient
-from slack_tokens.store import AWSCURRENT, AWSPENDING, SecretMeta, TokenStore
+from slack_tokens.store import SecretMeta, StoredPair, TokenStore
 
 # Failures after which Slack may have issued a pair nobody stored: the pair's note stays on the guard, so the next
 # run to hold it refreshes the pair at once, due or not (inside the grace period, that saves it).
@@ -91,7 +80,7 @@ _REFRESH_NOT_STORED = (
 class Candidate(NamedTuple):
     name: str
     current_version: str | None
-    pending_version: str | None  # AWSPENDING on a version that is not AWSCURRENT: maybe an unpromoted rotation
+    unpromoted: str | None  # a version stored after the current one and not promoted: maybe a rotation to finish
     expires_at: int | None
 
 
@@ -110,13 +99,11 @@ def plan(metas: Iterable[SecretMeta], prefix: str, now: int, margin: int) -> lis
     for meta in metas:
         if meta.deleted or PairKey.from_secret_name(prefix, meta.name) is None:
             continue
-        current = meta.version_with(AWSCURRENT)
-        pending = meta.version_with(AWSPENDING)
-        pending = pending if pending != current else None
+        current, unpromoted = meta.current, meta.unpromoted
         info = parse_version_id(current) if current else None
-        pending_info = parse_version_id(pending) if pending else None
-        if pending is not None and _may_be_unpromoted(pending_info, info):
-            due.append(Candidate(meta.name, current, pending, info.expires_at if info else None))
+        unpromoted_info = parse_version_id(unpromoted) if unpromoted else None
+        if unpromoted is not None and _may_be_unpromoted(unpromoted_info, info):
+            due.append(Candidate(meta.name, current, unpromoted, info.expires_at if info else None))
         elif info is None:  # a version we did not write (edited by hand?): read it to find out
             due.append(Candidate(meta.name, current, None, None))
         elif info.status == ACTIVE and info.expires_at is not None and is_due(info.expires_at, now, margin, meta.name):
@@ -124,12 +111,12 @@ def plan(metas: Iterable[SecretMeta], prefix: str, now: int, margin: int) -> lis
     return sorted(due, key=lambda c: (c.expires_at is not None, c.expires_at or 0))
 
 
-def _may_be_unpromoted(pending: VersionInfo | None, current: VersionInfo | None) -> bool:
-    """A rotation made from the current version always expires later than it. A pending version that does not
+def _may_be_unpromoted(unpromoted: VersionInfo | None, current: VersionInfo | None) -> bool:
+    """A rotation made from the current version always expires later than it. An unpromoted version that does not
     is a leftover (e.g. a reinstall replaced the pair after a rotation) and needs no read."""
-    if pending is None or current is None or pending.expires_at is None or current.expires_at is None:
+    if unpromoted is None or current is None or unpromoted.expires_at is None or current.expires_at is None:
         return True
-    return pending.expires_at > current.expires_at
+    return unpromoted.expires_at > current.expires_at
 
 
 def refreshed(
@@ -209,7 +196,7 @@ class Rotator:
         with self._guard.hold(holder, wait=self._guard_wait(end), summary=summary.to_json) as hold:
             summary.guard = hold
             if not hold.state.may_work:
-                summary.outcomes = [Outcome(c.name, DEFERRED, "guard_busy") for c in candidates]
+                summary.outcomes = [Outcome(c.name, PairResult.DEFERRED, "guard_busy") for c in candidates]
                 return summary
             if hold.watched:  # another run may have worked while this one waited: look again
                 candidates = self._plan()
@@ -227,13 +214,13 @@ class Rotator:
         with self._guard.hold(holder, wait=self._guard_wait(end), summary=summary.to_json) as hold:
             summary.guard = hold
             if not hold.state.may_work:
-                summary.outcomes = [Outcome(secret_id, DEFERRED, "guard_busy")]
+                summary.outcomes = [Outcome(secret_id, PairResult.DEFERRED, "guard_busy")]
                 return summary
             inherited, forced = self._inherited_first([], hold.inherited)
             summary.outcomes = [self._guarded(c, end, force=c.name in forced) for c in inherited]
             candidate = self._candidate(secret_id)
             if candidate is None:
-                summary.outcomes.append(Outcome(secret_id, FAILED, "not_a_token_pair"))
+                summary.outcomes.append(Outcome(secret_id, PairResult.FAILED, "not_a_token_pair"))
                 return summary
             if candidate.name not in forced:
                 summary.outcomes.append(self._guarded(candidate, end, force=True))
@@ -273,10 +260,8 @@ class Rotator:
         meta = self._store.describe(secret_id)
         if meta is None or meta.deleted or PairKey.from_secret_name(self._store.prefix, meta.name) is None:
             return None
-        current = meta.version_with(AWSCURRENT)
-        pending = meta.version_with(AWSPENDING)
-        info = parse_version_id(current) if current else None
-        return Candidate(meta.name, current, pending if pending != current else None, info.expires_at if info else None)
+        info = parse_version_id(meta.current) if meta.current else None
+        return Candidate(meta.name, meta.current, meta.unpromoted, info.expires_at if info else None)
 
     def _plan(self) -> list[Candidate]:
         return plan(self._store.list_pairs(), self._store.prefix, int(self._clock()), self._margin)
@@ -295,19 +280,19 @@ class Rotator:
         try:
             outcome = self._rotate(candidate, end, force=force)
         except errors.GuardLostError:
-            outcome = Outcome(candidate.name, DEFERRED, "guard_lost")
+            outcome = Outcome(candidate.name, PairResult.DEFERRED, "guard_lost")
         except errors.StoreError as exc:
-            outcome = Outcome(candidate.name, FAILED, store_failure(exc))
+            outcome = Outcome(candidate.name, PairResult.FAILED, store_failure(exc))
             logger.error("rotation failed at Secrets Manager", extra={"secret_name": candidate.name, "error": str(exc)})
         except errors.SlackApiError as exc:
             outcome = self._slack_failure(candidate.name, exc)
         except (errors.SlackTokensError, ValueError):
             # CorruptSecretError, a config problem...: this pair fails, the others go on.
             logger.exception("rotation failed", extra={"secret_name": candidate.name})
-            outcome = Outcome(candidate.name, FAILED, "unexpected")
+            outcome = Outcome(candidate.name, PairResult.FAILED, "unexpected")
         if outcome.reason not in _MAYBE_ACTED:  # safe now: no later run needs to hurry for it
             self._guard.done(candidate.name)
-        if outcome.result != FAILED:
+        if outcome.result is not PairResult.FAILED:
             logger.info(
                 "rotation outcome",
                 extra={"secret_name": outcome.name, "result": outcome.result, "reason": outcome.reason},
@@ -325,61 +310,71 @@ class Rotator:
                 "pair. The used refresh token stays valid for Slack's short grace period only.",
                 extra=extra,
             )
-            return Outcome(name, FAILED, "invalid_refresh_answer")
+            return Outcome(name, PairResult.FAILED, "invalid_refresh_answer")
         if exc.maybe_acted:
             logger.critical(
                 "Slack may have issued a new pair whose answer never arrived; the stored refresh token lives only for "
                 "Slack's grace period now. If the next run is later than that, the pair needs a reinstall.",
                 extra=extra,
             )
-            return Outcome(name, FAILED, "answer_lost")
+            return Outcome(name, PairResult.FAILED, "answer_lost")
         if exc.code == "ratelimited" or (isinstance(exc, errors.SlackTransportError) and not exc.request_sent):
             # Slack did not act (a rate limit whose wait the invocation cannot afford, or no time left to ask).
             logger.warning("refresh deferred to the next run; the pair is unchanged", extra=extra)
-            return Outcome(name, DEFERRED, "rate_limited" if exc.code == "ratelimited" else "invocation_time")
+            return Outcome(
+                name, PairResult.DEFERRED, "rate_limited" if exc.code == "ratelimited" else "invocation_time"
+            )
         (logger.warning if exc.retryable else logger.error)(
             "rotation failed at Slack; the pair is unchanged", extra=extra
         )
-        return Outcome(name, FAILED, f"slack_{exc.category}")
+        return Outcome(name, PairResult.FAILED, f"slack_{exc.category}")
 
     def _rotate(self, candidate: Candidate, end: float, *, force: bool) -> Outcome:
-        name = candidate.name
         if not self._guard.check():
-            return Outcome(name, DEFERRED, "guard_lost")
-        current = self._store.read(name)
-        if current.version_id != candidate.current_version and candidate.current_version is not None:
-            candidate = candidate._replace(pending_version=None)  # the listing is stale: judge from what we read
-        pair = current.pair
-
+            return Outcome(candidate.name, PairResult.DEFERRED, "guard_lost")
+        current = self._store.read(candidate.name)
+        if candidate.current_version not in (None, current.version_id):
+            candidate = candidate._replace(unpromoted=None)  # the listing is stale: judge from what we read
         # Recover: a previous run stored a refreshed pair made from this version but did not promote it.
-        if candidate.pending_version is not None:
-            recovered = self._handover.recover(current, candidate.pending_version, end)
+        if candidate.unpromoted is not None:
+            recovered = self._handover.recover(current, candidate.unpromoted, end)
             if recovered is not None:
                 return recovered
+        held_back = self._held_back(current, end, force=force)
+        return held_back if held_back is not None else self._refresh_and_store(current, end)
 
+    def _held_back(self, current: StoredPair, end: float, *, force: bool) -> Outcome | None:
+        """Why this pair is not refreshed now (``None``: it is)."""
+        pair, name = current.pair, current.name
         if pair.status == NEEDS_REINSTALL:
-            return Outcome(name, SKIPPED_REINSTALL, pair.status_reason)
+            return Outcome(name, PairResult.AWAITING_REINSTALL, pair.status_reason)
         if pair.status == REVOKED:
-            return Outcome(name, SKIPPED_RETIRED, pair.status_reason)
+            return Outcome(name, PairResult.RETIRED, pair.status_reason)
         if pair.is_legacy:
-            return Outcome(name, SKIPPED_LEGACY)
-        now = int(self._clock())
-        if not force and pair.expires_at is not None and not is_due(pair.expires_at, now, self._margin, name):
-            return Outcome(name, NOT_DUE)
+            return Outcome(name, PairResult.LEGACY)
+        if (
+            not force
+            and pair.expires_at is not None
+            and not is_due(pair.expires_at, int(self._clock()), self._margin, name)
+        ):
+            return Outcome(name, PairResult.NOT_DUE)
         if end - self._monotonic() < self._slack.attempt_seconds + self._handover.write_budget:
-            return Outcome(name, DEFERRED, "invocation_time")
+            return Outcome(name, PairResult.DEFERRED, "invocation_time")
+        return None
 
-        # Refresh: from here until the write lands, the new pair exists only in this process.
+    def _refresh_and_store(self, current: StoredPair, end: float) -> Outcome:
+        """Refresh: from here until the write lands, the new pair exists only in this process."""
+        name = current.name
         self._crash_hook("before_refresh", name)
         if not self._guard.note(name, current.version_id):  # on the claim, and the fence: see RunGuard.note
-            return Outcome(name, DEFERRED, "guard_lost")
+            return Outcome(name, PairResult.DEFERRED, "guard_lost")
         try:
-            answer = self._refresh(pair, end)
+            answer = self._refresh(current.pair, end)
         except errors.InvalidRefreshTokenError:
             reason = "Slack rejected the refresh token (invalid_refresh_token): the customer must reinstall the app"
             return self._handover.credential_rejected(current, "invalid_refresh_token", reason, end)
         new_pair = refreshed(
-            pair,
+            current.pair,
             new_access=answer.access_token,
             new_refresh=answer.refresh_token,
             expires_at=answer.expires_at,
@@ -388,17 +383,15 @@ class Rotator:
             now=int(self._clock()),
         )
         self._crash_hook("after_refresh", name)
-
-        # Store first.
-        pending_version = self._handover.store_first(name, new_pair, end, if_lost=_REFRESH_NOT_STORED)
-        if isinstance(pending_version, Outcome):
-            return pending_version
-        self._crash_hook("after_store", name)
-
-        # Promote (compare-and-swap).
-        outcome = self._handover.promote(name, pending_version, current.version_id, end, ROTATED)
-        self._crash_hook("after_promote", name)
-        return outcome
+        return self._handover.hand_over(
+            name,
+            new_pair,
+            current.version_id,
+            end,
+            done=PairResult.ROTATED,
+            if_lost=_REFRESH_NOT_STORED,
+            on_step=lambda step: self._crash_hook(step, name),
+        )
 
     def _refresh(self, pair: TokenPair, end: float) -> RefreshedToken:
         """One refresh through Slack, fenced by the run guard.

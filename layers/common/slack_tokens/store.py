@@ -1,12 +1,18 @@
 """The one module that speaks to AWS Secrets Manager (boto3).
 
 ``TokenStore`` keeps one secret per token pair (names: ``models.PairKey``; value: ``models.TokenPair``; version
-ids: ``models.new_version_id``). ``ConfigSecrets`` reads the app credentials and the state key, cached across
-warm invocations. Every botocore error becomes a ``StoreError`` subclass here; nothing above sees botocore.
+ids: ``models.new_version_id``). Every botocore error becomes a ``StoreError`` subclass here (``translate``);
+nothing above sees botocore.
+
+The store's words, and what they are in Secrets Manager: a pair's **current** version is the one staged
+``AWSCURRENT``; an **unpromoted** version is one staged ``AWSPENDING`` but not ``AWSCURRENT`` (written by
+``stage``, made current by ``promote``, a compare-and-swap of ``AWSCURRENT``). Nothing outside this module names
+a staging label.
 
 Reads always name ``VersionStage="AWSCURRENT"`` (or an explicit version id): never rely on the default stage.
 Writes carry a ``ClientRequestToken`` made once per value, so repeating a write whose answer was lost is
-idempotent; ``_retrying`` repeats retryable failures until the caller's deadline.
+idempotent; ``_retrying`` repeats retryable failures until the caller's deadline. ``write_worst_seconds`` is the
+longest one write call can take, for callers that must keep time for a write they cannot lose.
 """
 
 from __future__ import annotations
@@ -21,9 +27,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from slack_tokens.config import AppCredentials
 from slack_tokens.errors import (
-    ConfigError,
     SecretNotFoundError,
     StoreError,
     VersionConflictError,
@@ -66,7 +70,8 @@ def make_client() -> Any:
     return boto3.client("secretsmanager", config=config)
 
 
-def _translate(exc: Exception, action: str, name: str) -> StoreError:
+def translate(exc: Exception, action: str, name: str) -> StoreError:
+    """The ``StoreError`` for a botocore error of ``action`` on secret ``name``."""
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "ResourceNotFoundException":
@@ -111,7 +116,18 @@ class SecretMeta:
             deleted=entry.get("DeletedDate") is not None,
         )
 
-    def version_with(self, stage: str) -> str | None:
+    @property
+    def current(self) -> str | None:
+        """The current version's id (``None``: the secret has no current version, e.g. a half-made secret)."""
+        return self._version_with(AWSCURRENT)
+
+    @property
+    def unpromoted(self) -> str | None:
+        """A version stored after the current one and not promoted (yet): a rotation that may need finishing."""
+        pending = self._version_with(AWSPENDING)
+        return pending if pending != self.current else None
+
+    def _version_with(self, stage: str) -> str | None:
         return next((vid for vid, stages in self.versions.items() if stage in stages), None)
 
 
@@ -152,18 +168,18 @@ class TokenStore:
         try:
             return SecretMeta.from_api(self._client.describe_secret(SecretId=name))
         except (ClientError, BotoCoreError) as exc:
-            error = _translate(exc, "DescribeSecret", name)
+            error = translate(exc, "DescribeSecret", name)
             if isinstance(error, SecretNotFoundError):
                 return None
             raise error from None
 
     def read(self, name: str, *, version_id: str | None = None) -> StoredPair:
-        """The pair at ``version_id``, or at ``AWSCURRENT`` when none is given."""
+        """The pair at ``version_id``, or the current one when none is given."""
         selector = {"VersionId": version_id} if version_id else {"VersionStage": AWSCURRENT}
         try:
             answer = self._client.get_secret_value(SecretId=name, **selector)
         except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "GetSecretValue", name) from None
+            raise translate(exc, "GetSecretValue", name) from None
         return StoredPair(
             name=answer["Name"],
             version_id=answer["VersionId"],
@@ -182,12 +198,12 @@ class TokenStore:
                     if entry.get("Name", "").startswith(start):
                         yield SecretMeta.from_api(entry)
         except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, "ListSecrets", self.prefix) from None
+            raise translate(exc, "ListSecrets", self.prefix) from None
 
     # -- writes ------------------------------------------------------------------------------------------------
 
     def save_installation(self, pair: TokenPair, *, deadline: float) -> StoredPair:
-        """Store an install's (or reinstall's) pair as the new ``AWSCURRENT``: a fresh OAuth grant always wins.
+        """Store an install's (or reinstall's) pair as the new current version: a fresh OAuth grant always wins.
 
         Costs one read (DescribeSecret) and one write (CreateSecret or PutSecretValue); the status tag is
         rewritten only when it changes (a reinstall after ``needs_reinstall``).
@@ -246,13 +262,13 @@ class TokenStore:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ResourceExistsException":
                 return False
-            raise _translate(exc, "CreateSecret", name) from None
+            raise translate(exc, "CreateSecret", name) from None
         except BotoCoreError as exc:
-            raise _translate(exc, "CreateSecret", name) from None
+            raise translate(exc, "CreateSecret", name) from None
         return True
 
-    def stage_pending(self, name: str, pair: TokenPair, *, deadline: float) -> str:
-        """Store-first: write ``pair`` as a new version labelled ``AWSPENDING`` only. Returns its version id.
+    def stage(self, name: str, pair: TokenPair, *, deadline: float) -> str:
+        """Store-first: write ``pair`` as a new unpromoted version (``AWSPENDING`` only). Returns its version id.
 
         The version id is made once, so every retry of the write is idempotent."""
         version_id = new_version_id(pair.status, pair.expires_at)
@@ -266,7 +282,7 @@ class TokenStore:
         return version_id
 
     def promote(self, name: str, version_id: str, *, expected_current: str, deadline: float) -> None:
-        """Compare-and-swap ``AWSCURRENT`` from ``expected_current`` to ``version_id``.
+        """Make ``version_id`` current if ``expected_current`` still is (compare-and-swap of ``AWSCURRENT``).
 
         Raises ``VersionConflictError`` when ``expected_current`` is no longer current (someone else won).
         """
@@ -284,9 +300,9 @@ class TokenStore:
                     raise VersionConflictError(
                         f"{name}: AWSCURRENT moved away from the refreshed version", code="InvalidParameterException"
                     ) from None
-                raise _translate(exc, "UpdateSecretVersionStage", name) from None
+                raise translate(exc, "UpdateSecretVersionStage", name) from None
             except BotoCoreError as exc:
-                raise _translate(exc, "UpdateSecretVersionStage", name) from None
+                raise translate(exc, "UpdateSecretVersionStage", name) from None
 
         self._retrying(move, deadline)
 
@@ -321,7 +337,7 @@ class TokenStore:
         try:
             return fn(**kwargs)
         except (ClientError, BotoCoreError) as exc:
-            raise _translate(exc, action, name) from None
+            raise translate(exc, action, name) from None
 
     def _retrying(self, operation: Callable[[], T], deadline: float) -> T:
         """Repeat ``operation`` on retryable ``StoreError`` with jittered backoff while another attempt, at its
@@ -338,52 +354,3 @@ class TokenStore:
                     raise
                 attempt += 1
                 self._sleep(wait)
-
-
-class ConfigSecrets:
-    """App credentials and state key, read from Secrets Manager and cached for ``ttl`` seconds."""
-
-    def __init__(
-        self,
-        client: Any,
-        *,
-        app_secret_id: str,
-        state_secret_id: str | None,
-        ttl: float = 300.0,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._client = client
-        self._app_secret_id = app_secret_id
-        self._state_secret_id = state_secret_id
-        self._ttl = ttl
-        self._monotonic = monotonic
-        self._cache: dict[str, tuple[float, str]] = {}
-
-    def app_credentials(self) -> AppCredentials:
-        return AppCredentials.from_secret_string(self._read(self._app_secret_id))
-
-    def state_key(self) -> str:
-        if not self._state_secret_id:
-            raise ConfigError("SLACK_STATE_SECRET_ID is not set")
-        key = self._read(self._state_secret_id)
-        if len(key.encode("utf-8")) < 32:
-            raise ConfigError("the state key secret must hold at least 32 bytes")
-        return key
-
-    def invalidate(self) -> None:
-        """Forget cached values (e.g. after Slack said ``bad_client_secret``: the secret may have changed)."""
-        self._cache.clear()
-
-    def _read(self, secret_id: str) -> str:
-        cached = self._cache.get(secret_id)
-        if cached is not None and self._monotonic() - cached[0] < self._ttl:
-            return cached[1]
-        try:
-            value = self._client.get_secret_value(SecretId=secret_id, VersionStage=AWSCURRENT)["SecretString"]
-        except (ClientError, BotoCoreError) as exc:
-            error = _translate(exc, "GetSecretValue", secret_id)
-            if isinstance(error, SecretNotFoundError):
-                raise ConfigError(f"configuration secret {secret_id} does not exist") from None
-            raise error from None
-        self._cache[secret_id] = (self._monotonic(), value)
-        return str(value)
