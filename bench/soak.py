@@ -162,32 +162,41 @@ class Soak:
         for run in self.runs:
             if run.ended is not None:
                 continue
-            if run.kill_after is not None and now - run.started >= run.kill_after and run.process.poll() is None:
-                run.process.kill()
-                self.ledger.kills["external"] += 1
-            elif now - run.started > self._timeout(run.kind) + 5 and run.process.poll() is None:
-                run.process.kill()  # Lambda ends an invocation at its timeout: a function error, retried
-                run.kill_after = -1.0
-                self.ledger.timeouts.append(f"{run.id}: " + Path(run.out.name).read_text(errors="replace")[-600:])
+            self._end_if_overdue(run, now)
             code = run.process.poll()
-            if code is None:
-                continue
-            run.ended = now
-            run.out.close()
-            text = Path(run.out.name).read_text(errors="replace")
-            if code != 0:  # a crash, or an error raised out of the handler: both are function errors to Lambda
-                if code == -signal.SIGKILL:
-                    run.killed = True
-                    if run.kill_after is None:
-                        self.ledger.kills["at_step"] += 1
-                else:
-                    self.ledger.errors[text.strip().splitlines()[-1][:160]] += 1
-                if run.retries_left > 0:  # Lambda's async retry of a function error
-                    self.pending_retries.append((now + self.rng.uniform(5, 20), run))
-                continue
+            if code is not None:
+                self._ended(run, code, now)
+
+    def _end_if_overdue(self, run: Run, now: float) -> None:
+        """Kill a run whose chaos kill is due, or one past its function's timeout (Lambda ends it: retried)."""
+        if run.process.poll() is not None:
+            return
+        if run.kill_after is not None and now - run.started >= run.kill_after:
+            run.process.kill()
+            self.ledger.kills["external"] += 1
+        elif now - run.started > self._timeout(run.kind) + 5:
+            run.process.kill()  # Lambda ends an invocation at its timeout: a function error, retried
+            run.kill_after = -1.0
+            self.ledger.timeouts.append(f"{run.id}: " + Path(run.out.name).read_text(errors="replace")[-600:])
+
+    def _ended(self, run: Run, code: int, now: float) -> None:
+        run.ended = now
+        run.out.close()
+        text = Path(run.out.name).read_text(errors="replace")
+        if code == 0:
             run.summary = summary_of(text.encode())
             for fault in run.summary.get("chaos", []):
                 self.ledger.aws_faults[fault.split(":", 1)[1]] += 1
+            return
+        # A crash, or an error raised out of the handler: both are function errors to Lambda.
+        if code == -signal.SIGKILL:
+            run.killed = True
+            if run.kill_after is None:
+                self.ledger.kills["at_step"] += 1
+        else:
+            self.ledger.errors[text.strip().splitlines()[-1][:160]] += 1
+        if run.retries_left > 0:  # Lambda's async retry of a function error
+            self.pending_retries.append((now + self.rng.uniform(5, 20), run))
 
     # -- chaos -----------------------------------------------------------------------------------------------
 

@@ -160,7 +160,7 @@ def parse_version_id(version_id: str) -> VersionInfo | None:
 
 @dataclass(frozen=True)
 class TokenPair:
-    """One secret's value (the README's "token-pair secrets" contract).
+    """One secret's value (docs/secret-contract.md describes every field).
 
     ``refresh_token``/``expires_at`` are ``None`` for legacy tokens."""
 
