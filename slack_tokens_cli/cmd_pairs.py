@@ -11,7 +11,7 @@ from slack_tokens_cli.output import Out, parse_duration, table
 from slack_tokens_cli.pairs import FILTERS, PairRow, listing, select
 from slack_tokens_cli.stack import Target
 
-_STYLE = {ACTIVE: "green", NEEDS_REINSTALL: "red", REVOKED: "dim"}
+_STYLE: dict[str, str] = {ACTIVE: "green", NEEDS_REINSTALL: "red", REVOKED: "dim"}
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:

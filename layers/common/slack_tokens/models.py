@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
 from slack_tokens.errors import CorruptSecretError
@@ -18,10 +19,17 @@ from slack_tokens.errors import CorruptSecretError
 TokenType = Literal["bot", "user"]
 TOKEN_TYPES: tuple[TokenType, ...] = ("bot", "user")
 
-ACTIVE = "active"
-NEEDS_REINSTALL = "needs_reinstall"
-REVOKED = "revoked"  # retired: the app was uninstalled or the tokens revoked; never refreshed, no alarm
-STATUSES = (ACTIVE, NEEDS_REINSTALL, REVOKED)
+
+
+class Status(StrEnum):
+    """A pair's state: in its value (``status``), its version id and its ``slack:status`` tag."""
+
+    ACTIVE = "active"
+    NEEDS_REINSTALL = "needs_reinstall"  # Slack refused its credential for good: only a reinstall helps
+    REVOKED = "revoked"  # retired: the app was uninstalled or the tokens revoked; never refreshed, no alarm
+
+
+ACTIVE, NEEDS_REINSTALL, REVOKED = Status.ACTIVE, Status.NEEDS_REINSTALL, Status.REVOKED
 
 SCHEMA_VERSION = 1
 
@@ -128,16 +136,16 @@ class PairKey:
 # value and without a tag that could drift from the value it describes (a tag is a separate, non-atomic write).
 
 _VERSION_ID = re.compile(r"^(active|reinstall|revoked)-(\d{10}|none)-([0-9a-f]{32})$")
-_MARKERS = {ACTIVE: "active", NEEDS_REINSTALL: "reinstall", REVOKED: "revoked"}
+_MARKERS = {Status.ACTIVE: "active", Status.NEEDS_REINSTALL: "reinstall", Status.REVOKED: "revoked"}
 _STATUS_OF_MARKER = {marker: status for status, marker in _MARKERS.items()}
 
 
 class VersionInfo(NamedTuple):
-    status: str
+    status: Status
     expires_at: int | None
 
 
-def new_version_id(status: str, expires_at: int | None) -> str:
+def new_version_id(status: Status, expires_at: int | None) -> str:
     marker = _MARKERS[status]
     expiry = "none" if expires_at is None else f"{expires_at:010d}"
     return f"{marker}-{expiry}-{os.urandom(16).hex()}"
@@ -183,7 +191,7 @@ class TokenPair:
     team_name: str | None = None
     enterprise_name: str | None = None
     incoming_webhook: Mapping[str, Any] | None = field(default=None, repr=False)
-    status: str = ACTIVE
+    status: Status = Status.ACTIVE
     status_reason: str | None = None
     updated_at: int | None = None
     # The version id this pair was refreshed from: how a later run recognises a stored-but-unpromoted rotation.
@@ -259,7 +267,7 @@ class TokenPair:
             raise CorruptSecretError("refresh_token must be a string or null")
         if expires_at is not None and (isinstance(expires_at, bool) or not isinstance(expires_at, int)):
             raise CorruptSecretError("expires_at must be integer Unix seconds or null")
-        if status not in STATUSES:
+        if status not in set(Status):
             raise CorruptSecretError("status must be 'active', 'needs_reinstall' or 'revoked'")
         webhook = body.get("incoming_webhook")
         return cls(
@@ -279,14 +287,14 @@ class TokenPair:
             team_name=_opt_str(body.get("team_name")),
             enterprise_name=_opt_str(body.get("enterprise_name")),
             incoming_webhook=webhook if isinstance(webhook, dict) else None,
-            status=status,
+            status=Status(status),
             status_reason=_opt_str(body.get("status_reason")),
             updated_at=body.get("updated_at") if isinstance(body.get("updated_at"), int) else None,
             rotated_from=_opt_str(body.get("rotated_from")),
             extra={k: v for k, v in body.items() if k not in _KNOWN_KEYS},
         )
 
-    def with_status(self, status: str, reason: str | None, now: int) -> TokenPair:
+    def with_status(self, status: Status, reason: str | None, now: int) -> TokenPair:
         return replace(self, status=status, status_reason=reason, updated_at=now)
 
 
