@@ -262,7 +262,7 @@ def test_writes_throttled_until_the_deadline_give_a_500_page_and_a_loud_log_with
     started = time.monotonic()
 
     # A 16 s invocation: 1 s of margin, 12 s kept for the writes; they are retried while one more attempt at its
-    # worst (CALL_WORST_SECONDS = 9 s) still ends in time, so for about 6 s.
+    # worst (TokenStore.write_worst_seconds = 9 s) still ends in time, so for about 6 s.
     with throttled_create_secret(secretsmanager, refusals=None) as hook:
         response = app.callback(install, timeout=16)
 

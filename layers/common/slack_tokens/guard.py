@@ -82,8 +82,9 @@ _SEPARATOR = "#"  # never in a Secrets Manager name (letters, digits and /_+=.@-
 
 
 def make_client() -> Any:
-    """A DynamoDB client with bounded timeouts (worst case of one call: about 7 s). Honours ``AWS_ENDPOINT_URL``."""
-    config = Config(connect_timeout=1.0, read_timeout=2.0, retries={"mode": "standard", "max_attempts": 2})
+    """A DynamoDB client with bounded timeouts (worst case of one call: two attempts of 1 + 2 s and a backoff of at
+    most 1 s, 7 s). Honours ``AWS_ENDPOINT_URL``."""
+    config = Config(connect_timeout=1.0, read_timeout=2.0, retries={"mode": "standard", "total_max_attempts": 2})
     return boto3.client("dynamodb", config=config)
 
 

@@ -53,10 +53,9 @@ _RETRYABLE_CODES = {
 T = TypeVar("T")
 
 
-# Client timeouts bound the worst case of ONE call (two attempts, each connect + read, plus botocore's short
-# backoff), so callers can check that a write still fits the time they have left.
+# Client timeouts bound the worst case of ONE call, so callers can check that a write still fits the time they have
+# left. botocore's ``total_max_attempts`` counts the first attempt (its ``max_attempts`` counts only retries).
 _CONNECT_TIMEOUT, _READ_TIMEOUT, _ATTEMPTS = 1.0, 3.0, 2
-CALL_WORST_SECONDS = _ATTEMPTS * (_CONNECT_TIMEOUT + _READ_TIMEOUT) + 1.0
 
 
 def make_client() -> Any:
@@ -64,10 +63,19 @@ def make_client() -> Any:
     config = Config(
         connect_timeout=_CONNECT_TIMEOUT,
         read_timeout=_READ_TIMEOUT,
-        retries={"mode": "standard", "max_attempts": _ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": _ATTEMPTS},
         max_pool_connections=32,  # the rotator's worker threads share this client
     )
     return boto3.client("secretsmanager", config=config)
+
+
+def worst_call_seconds(config: Config) -> float:
+    """The longest one call through a client with ``config`` can take: every attempt at its connect and read
+    timeouts, plus standard mode's backoff before each retry (at most 2**(n-1) s before retry n, capped at 20 s)."""
+    retries = config.retries or {}
+    attempts = int(retries.get("total_max_attempts") or retries.get("max_attempts", 2) + 1)
+    per_attempt = float(config.connect_timeout) + float(config.read_timeout)
+    return attempts * per_attempt + sum(min(2.0**retry, 20.0) for retry in range(attempts - 1))
 
 
 def translate(exc: Exception, action: str, name: str) -> StoreError:
@@ -152,15 +160,16 @@ class TokenStore:
         self.prefix = prefix
         self._monotonic = monotonic
         self._sleep = sleep
+        self._write_worst = worst_call_seconds(client.meta.config)
 
     def name_for(self, key: PairKey) -> str:
         return key.secret_name(self.prefix)
 
     @property
     def write_worst_seconds(self) -> float:
-        """The longest one write can take (every attempt at its timeouts): how much time a caller holding a pair
-        nobody else has must keep for storing it."""
-        return CALL_WORST_SECONDS
+        """The longest one write can take (every attempt at its client's timeouts, and the backoff between them):
+        how much time a caller holding a pair nobody else has must keep for storing it."""
+        return self._write_worst
 
     # -- reads -------------------------------------------------------------------------------------------------
 
@@ -341,7 +350,7 @@ class TokenStore:
 
     def _retrying(self, operation: Callable[[], T], deadline: float) -> T:
         """Repeat ``operation`` on retryable ``StoreError`` with jittered backoff while another attempt, at its
-        worst (``CALL_WORST_SECONDS``), still ends before ``deadline``. The first attempt is always made."""
+        worst (``write_worst_seconds``), still ends before ``deadline``. The first attempt is always made."""
         attempt = 0
         while True:
             try:
@@ -350,7 +359,7 @@ class TokenStore:
                 if not exc.retryable:
                     raise
                 wait = random.uniform(0, min(2.0, 0.1 * 2**attempt))  # noqa: S311 - jitter
-                if self._monotonic() + wait + CALL_WORST_SECONDS >= deadline:
+                if self._monotonic() + wait + self._write_worst >= deadline:
                     raise
                 attempt += 1
                 self._sleep(wait)
