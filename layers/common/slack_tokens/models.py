@@ -20,7 +20,6 @@ TokenType = Literal["bot", "user"]
 TOKEN_TYPES: tuple[TokenType, ...] = ("bot", "user")
 
 
-
 class Status(StrEnum):
     """A pair's state: in its value (``status``), its version id and its ``slack:status`` tag."""
 
@@ -254,44 +253,20 @@ class TokenPair:
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> TokenPair:
-        token_type = body.get("token_type")
-        access_token = body.get("access_token")
-        refresh_token = body.get("refresh_token")
-        expires_at = body.get("expires_at")
-        status = body.get("status", ACTIVE)
-        if token_type not in TOKEN_TYPES:
-            raise CorruptSecretError("token_type must be 'bot' or 'user'")
-        if not isinstance(access_token, str) or not access_token:
-            raise CorruptSecretError("access_token is missing")
-        if refresh_token is not None and not isinstance(refresh_token, str):
-            raise CorruptSecretError("refresh_token must be a string or null")
-        if expires_at is not None and (isinstance(expires_at, bool) or not isinstance(expires_at, int)):
-            raise CorruptSecretError("expires_at must be integer Unix seconds or null")
-        if status not in set(Status):
-            raise CorruptSecretError("status must be 'active', 'needs_reinstall' or 'revoked'")
-        webhook = body.get("incoming_webhook")
+        _check(body)
+        webhook, updated_at = body.get("incoming_webhook"), body.get("updated_at")
         return cls(
-            token_type=token_type,
-            access_token=access_token,
-            refresh_token=refresh_token,
-            expires_at=expires_at,
+            token_type=body["token_type"],
+            access_token=body["access_token"],
+            refresh_token=body.get("refresh_token"),
+            expires_at=body.get("expires_at"),
             scope=_str_or(body.get("scope"), ""),
-            app_id=_opt_str(body.get("app_id")),
-            team_id=_opt_str(body.get("team_id")),
-            enterprise_id=_opt_str(body.get("enterprise_id")),
             is_enterprise_install=bool(body.get("is_enterprise_install", False)),
-            bot_user_id=_opt_str(body.get("bot_user_id")),
-            installer_user_id=_opt_str(body.get("installer_user_id")),
-            bot_id=_opt_str(body.get("bot_id")),
-            user_id=_opt_str(body.get("user_id")),
-            team_name=_opt_str(body.get("team_name")),
-            enterprise_name=_opt_str(body.get("enterprise_name")),
             incoming_webhook=webhook if isinstance(webhook, dict) else None,
-            status=Status(status),
-            status_reason=_opt_str(body.get("status_reason")),
-            updated_at=body.get("updated_at") if isinstance(body.get("updated_at"), int) else None,
-            rotated_from=_opt_str(body.get("rotated_from")),
+            status=Status(body.get("status", Status.ACTIVE)),
+            updated_at=updated_at if isinstance(updated_at, int) else None,
             extra={k: v for k, v in body.items() if k not in _KNOWN_KEYS},
+            **{name: _opt_str(body.get(name)) for name in _OPTIONAL_STRINGS},
         )
 
     def with_status(self, status: Status, reason: str | None, now: int) -> TokenPair:
@@ -300,6 +275,41 @@ class TokenPair:
 
 # The JSON keys this version writes: the field names (``extra`` holds the rest) and the schema version.
 _KNOWN_KEYS = frozenset(f.name for f in fields(TokenPair) if f.name != "extra") | {"schema_version"}
+
+
+# Optional string fields: an empty or non-string value reads as absent.
+_OPTIONAL_STRINGS = (
+    "app_id",
+    "team_id",
+    "enterprise_id",
+    "bot_user_id",
+    "installer_user_id",
+    "bot_id",
+    "user_id",
+    "team_name",
+    "enterprise_name",
+    "status_reason",
+    "rotated_from",
+)
+
+
+def _check(body: Mapping[str, Any]) -> None:
+    """Refuse a value whose required fields are missing or of the wrong type (``CorruptSecretError``)."""
+    if body.get("token_type") not in TOKEN_TYPES:
+        raise CorruptSecretError("token_type must be 'bot' or 'user'")
+    access_token, refresh_token, expires_at = (
+        body.get("access_token"),
+        body.get("refresh_token"),
+        body.get("expires_at"),
+    )
+    if not isinstance(access_token, str) or not access_token:
+        raise CorruptSecretError("access_token is missing")
+    if refresh_token is not None and not isinstance(refresh_token, str):
+        raise CorruptSecretError("refresh_token must be a string or null")
+    if expires_at is not None and (isinstance(expires_at, bool) or not isinstance(expires_at, int)):
+        raise CorruptSecretError("expires_at must be integer Unix seconds or null")
+    if body.get("status", Status.ACTIVE) not in tuple(Status):  # (a tuple: an unhashable value is just unequal)
+        raise CorruptSecretError("status must be 'active', 'needs_reinstall' or 'revoked'")
 
 
 def _opt_str(value: object) -> str | None:
