@@ -415,20 +415,7 @@ class RunGuard:
         with self._lock:
             self._state = GuardState.NOT_NEEDED
             finished = sorted(self._finished)
-        names, values = _names("owner", "released_at", "rev", "last_summary", "expires_at")
-        values.update(
-            {
-                ":free": {"S": ""},
-                ":now": {"N": _epoch(self._clock())},
-                ":rev": {"S": os.urandom(16).hex()},
-                ":summary": {"S": json.dumps(dict(summary or {}), separators=(",", ":"), sort_keys=True)},
-                ":me": {"S": self._owner},
-            }
-        )
-        update = "SET #owner = :free, #released_at = :now, #rev = :rev, #last_summary = :summary, #expires_at = :now"
-        if finished:  # notes of pairs not safe yet stay, for the next holder
-            names["#in_flight"], values[":finished"] = "in_flight", {"SS": finished}
-            update += " DELETE #in_flight :finished"
+        update, names, values = self._letting_go(summary or {}, finished)
         for attempt in range(3):  # a claim left behind blocks the next run until it lapses: worth two more tries
             try:
                 self._update(update, "#owner = :me", names, values)
@@ -443,6 +430,26 @@ class RunGuard:
                 self._sleep(0.2 * (attempt + 1))
             else:
                 return
+
+    def _letting_go(
+        self, summary: Mapping[str, Any], finished: list[str]
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """The update that frees the guard, leaves ``summary`` and drops the notes of pairs that are safe now."""
+        names, values = _names("owner", "released_at", "rev", "last_summary", "expires_at")
+        values.update(
+            {
+                ":free": {"S": ""},
+                ":now": {"N": _epoch(self._clock())},
+                ":rev": {"S": os.urandom(16).hex()},
+                ":summary": {"S": json.dumps(dict(summary), separators=(",", ":"), sort_keys=True)},
+                ":me": {"S": self._owner},
+            }
+        )
+        update = "SET #owner = :free, #released_at = :now, #rev = :rev, #last_summary = :summary, #expires_at = :now"
+        if finished:  # notes of pairs not safe yet stay, for the next holder
+            names["#in_flight"], values[":finished"] = "in_flight", {"SS": finished}
+            update += " DELETE #in_flight :finished"
+        return update, names, values
 
     def record_sweep(self, summary: Mapping[str, Any], holder: str) -> None:
         """Leave the sweep's summary (counts, never a token) on the ``last_sweep`` item. Never raises: a sweep's
