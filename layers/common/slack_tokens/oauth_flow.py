@@ -270,20 +270,19 @@ class OAuthFlow:
 
     def finish_install(self, event: Mapping[str, Any], remaining_seconds: float) -> Result:
         end = self._monotonic() + remaining_seconds - 1.0
-        # 1. A request this function can read at all.
         try:
-            request = http.Request.from_event(event)
-        except http.BadRequestError as exc:
-            return Result(
-                Route.CALLBACK, *self._fail(400, Outcome.BAD_REQUEST, "Bad request", str(exc), None, clear=False)
-            )
-        try:
-            answer = self._finish(request, self._install_url(request), end)
+            answer = self._finish(event, end)
         except _Refused as refused:
             answer = refused.answer
         return Result(Route.CALLBACK, *answer)
 
-    def _finish(self, request: http.Request, install_url: str | None, end: float) -> _Answer:
+    def _finish(self, event: Mapping[str, Any], end: float) -> _Answer:
+        # 1. A request this function can read at all.
+        try:
+            request = http.Request.from_event(event)
+        except http.BadRequestError as exc:
+            return self._fail(400, Outcome.BAD_REQUEST, "Bad request", str(exc), None, clear=False)
+        install_url = self._install_url(request)
         # 2. Slack reported an error (the user pressed Cancel, or something else went wrong at Slack).
         if "error" in request.query:
             return self._slack_sent_error(request, install_url)
