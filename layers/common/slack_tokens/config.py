@@ -1,7 +1,7 @@
 """Typed configuration, read once per cold start from the function's environment, failing fast.
 
 Only ids and switches live in the environment; the client secret and the state key are read from Secrets
-Manager (``store.ConfigSecrets``). ``Settings.from_env`` raises one ``ConfigError`` naming every problem.
+Manager (``app_secrets.AppSecrets``). ``Settings.from_env`` raises one ``ConfigError`` naming every problem.
 """
 
 from __future__ import annotations
