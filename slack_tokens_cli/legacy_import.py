@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from slack_tokens.errors import StoreError
-from slack_tokens.models import ACTIVE, TokenPair, valid_slack_id
+from slack_tokens.models import ACTIVE, PairKey, TokenPair
 
 FIELDS = ("team_id", "enterprise_id", "token_type", "token", "user_id")
-_PREFIXES = {"bot": "xoxb-", "user": "xoxp-"}
+_PREFIXES: dict[str, str] = {"bot": "xoxb-", "user": "xoxp-"}
 
 
 @dataclass(frozen=True)
@@ -46,48 +46,41 @@ def read_rows(text: str, *, json_format: bool) -> list[tuple[int, Mapping[str, A
 
 
 def to_pair(row: Mapping[str, Any], now: int) -> TokenPair:
-    """A legacy token pair from one row. Raises ``ValueError`` with a message that never holds the token."""
-
-    def text(key: str) -> str | None:
-        value = row.get(key)
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"{key} must be text")
-        return value.strip() or None if value is not None else None
-
-    team_id, enterprise_id, user_id = text("team_id"), text("enterprise_id"), text("user_id")
-    token_type, token = text("token_type"), text("token")
+    """A legacy token pair from one row. Raises ``ValueError`` with a message that never holds the token: the ids
+    are checked by ``PairKey``, the token here."""
+    team_id, enterprise_id, user_id = _text(row, "team_id"), _text(row, "enterprise_id"), _text(row, "user_id")
+    token_type, token = _text(row, "token_type"), _text(row, "token")
+    # Checked before PairKey, whose message quotes the value: a row with shifted columns has its token there.
     if token_type not in _PREFIXES:
         raise ValueError("token_type must be bot or user")
-    if team_id is None and enterprise_id is None:
-        raise ValueError("team_id or enterprise_id is required")
-    for key, value in (("team_id", team_id), ("enterprise_id", enterprise_id)):
-        if value is not None and not valid_slack_id(value):
-            raise ValueError(f"{key} is not a Slack id")
-    if token_type == "user" and not valid_slack_id(user_id):
-        raise ValueError("user rows need a valid user_id")
-    if token_type == "bot" and user_id is not None:
-        raise ValueError("bot rows take no user_id")
-    if (
-        token is None
-        or not token.startswith(_PREFIXES[token_type])
-        or len(token) > 4096
-        or any(c.isspace() for c in token)
-    ):
-        raise ValueError(f"token must be a legacy {_PREFIXES[token_type]}… token")
+    key = PairKey("bot" if token_type == "bot" else "user", team_id, enterprise_id, user_id)
+    prefix = _PREFIXES[key.token_type]
+    if token is None or not token.startswith(prefix) or len(token) > 4096 or any(c.isspace() for c in token):
+        raise ValueError(f"token must be a legacy {prefix}… token")
     return TokenPair(
-        token_type="bot" if token_type == "bot" else "user",
+        token_type=key.token_type,
         access_token=token,
         refresh_token=None,
         expires_at=None,
         scope="",
         app_id=None,
-        team_id=team_id,
-        enterprise_id=enterprise_id,
-        is_enterprise_install=team_id is None,  # an org-wide install has an enterprise and no team
-        user_id=user_id if token_type == "user" else None,
+        team_id=key.team_id,
+        enterprise_id=key.enterprise_id,
+        is_enterprise_install=key.team_id is None,  # an org-wide install has an enterprise and no team
+        user_id=key.user_id,
         status=ACTIVE,
         updated_at=now,
     )
+
+
+def _text(row: Mapping[str, Any], key: str) -> str | None:
+    """A column's text, stripped; ``None`` when absent or blank."""
+    value = row.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be text")
+    return value.strip() or None
 
 
 def validate(rows: Iterable[tuple[int, Mapping[str, Any]]], now: int) -> tuple[list[TokenPair], list[BadRow]]:

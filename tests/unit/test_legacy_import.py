@@ -57,14 +57,15 @@ def test_user_and_org_rows_name_their_secrets() -> None:
     ("fields", "problem"),
     [
         ({"token_type": "app"}, "token_type must be bot or user"),
-        ({"team_id": "", "enterprise_id": ""}, "team_id or enterprise_id is required"),
+        ({"token_type": BOT_TOKEN}, "token_type must be bot or user"),  # shifted columns: the token is not quoted
+        ({"team_id": "", "enterprise_id": ""}, "needs a team id or an enterprise id"),
         ({"team_id": "t-1"}, "team_id is not a Slack id"),
         ({"enterprise_id": "E 1"}, "enterprise_id is not a Slack id"),
         ({"token": USER_TOKEN}, "token must be a legacy xoxb-"),
         ({"token": ""}, "token must be a legacy xoxb-"),
         ({"token": "xoxe.xoxb-1-rotating"}, "token must be a legacy xoxb-"),
-        ({"user_id": "U0001"}, "bot rows take no user_id"),
-        ({"token_type": "user", "token": USER_TOKEN}, "user rows need a valid user_id"),
+        ({"user_id": "U0001"}, "a bot token pair has no user id"),
+        ({"token_type": "user", "token": USER_TOKEN}, "a user token pair needs a valid user id"),
         ({"token_type": "user", "token": BOT_TOKEN, "user_id": "U0001"}, "token must be a legacy xoxp-"),
     ],
 )
@@ -104,7 +105,7 @@ def test_dry_run_reports_bad_rows_by_line_and_writes_nothing(tmp_path: Path, mon
 
     report = json.loads(out.getvalue())
     assert status == 1
-    assert human.getvalue().splitlines()[0] == "line 3: user rows need a valid user_id"
+    assert human.getvalue().splitlines()[0] == "line 3: a user token pair needs a valid user id"
     assert report == {
         "stack": None,
         "rows": 2,
@@ -114,7 +115,7 @@ def test_dry_run_reports_bad_rows_by_line_and_writes_nothing(tmp_path: Path, mon
         "skipped": 0,
         "failed": 0,
         "dry_run": True,
-        "problems": [{"line": 3, "problem": "user rows need a valid user_id"}],
+        "problems": [{"line": 3, "problem": "a user token pair needs a valid user id"}],
         "stored": [],
         "exists": [],
         "not_written": [],

@@ -1,7 +1,7 @@
 """Typed configuration, read once per cold start from the function's environment, failing fast.
 
 Only ids and switches live in the environment; the client secret and the state key are read from Secrets
-Manager (``store.ConfigSecrets``). ``Settings.from_env`` raises one ``ConfigError`` naming every problem.
+Manager (``app_secrets.AppSecrets``). ``Settings.from_env`` raises one ``ConfigError`` naming every problem.
 """
 
 from __future__ import annotations
@@ -84,81 +84,100 @@ class Settings:
     def from_env(cls, env: Mapping[str, str], *, need_state: bool = False, need_guard: bool = False) -> Settings:
         """Validate the environment. ``need_state``: the function runs the install flow (needs the state key);
         ``need_guard``: it rotates or exchanges pairs (needs the run guard's table)."""
-        problems: list[str] = []
-
-        def text(name: str) -> str:
-            return env.get(name, "").strip()
-
-        def required(name: str) -> str:
-            value = text(name)
-            if not value:
-                problems.append(f"{name} is required")
-            return value
-
-        def flag(name: str) -> bool:
-            value = text(name).lower()
-            if value not in _TRUE | _FALSE:
-                problems.append(f"{name} must be true or false, not {value!r}")
-            return value in _TRUE
-
-        def url(name: str, default: str | None) -> str | None:
-            value = text(name) or default
-            if value is not None and not absolute_url(value):
-                problems.append(
-                    f"{name} must be an https URL, absolute and with a host (http only for 127.0.0.1/localhost)"
-                )
-            return value
-
-        def scopes(name: str) -> tuple[str, ...]:
-            values = tuple(s.strip() for s in text(name).split(",") if s.strip())
-            bad = [s for s in values if not _SCOPE.fullmatch(s)]
-            if bad:
-                problems.append(f"{name} has invalid scopes: {', '.join(bad)}")
-            return values
-
-        app_secret_id = required("SLACK_APP_SECRET_ID")
-        state_secret_id = required("SLACK_STATE_SECRET_ID") if need_state else (text("SLACK_STATE_SECRET_ID") or None)
-        prefix = text("TOKEN_SECRET_PREFIX") or DEFAULT_PREFIX
-        if not _PREFIX.fullmatch(prefix):
-            problems.append("TOKEN_SECRET_PREFIX must use only letters, digits and /_+=.@- and end with /")
-        margin_text = text("ROTATION_MARGIN_SECONDS") or str(DEFAULT_ROTATION_MARGIN)
-        margin = int(margin_text) if margin_text.isdigit() else -1
-        if not 300 <= margin <= 39600:
-            problems.append("ROTATION_MARGIN_SECONDS must be an integer from 300 to 39600 (11 hours)")
-
-        def integer(name: str, default: int, low: int, high: int) -> int:
-            raw = text(name) or str(default)
-            if not raw.isdigit() or not low <= int(raw) <= high:
-                problems.append(f"{name} must be an integer from {low} to {high}")
-                return default
-            return int(raw)
-
+        read = _EnvReader(env)
         settings = cls(
-            app_secret_id=app_secret_id,
-            state_secret_id=state_secret_id,
-            token_prefix=prefix,
-            api_url=url("SLACK_API_URL", DEFAULT_API_URL) or DEFAULT_API_URL,
-            authorize_url=url("SLACK_AUTHORIZE_URL", DEFAULT_AUTHORIZE_URL) or DEFAULT_AUTHORIZE_URL,
-            scopes=scopes("SLACK_SCOPES"),
-            user_scopes=scopes("SLACK_USER_SCOPES"),
-            redirect_uri=url("SLACK_REDIRECT_URI", None),
-            pkce_enabled=flag("SLACK_PKCE_ENABLED"),
-            allow_stateless_org_install=flag("SLACK_ALLOW_STATELESS_ORG_INSTALL"),
-            success_url=url("INSTALL_SUCCESS_URL", None),
-            failure_url=url("INSTALL_FAILURE_URL", None),
-            rotation_margin_seconds=margin,
-            refresh_per_minute=integer("SLACK_REFRESH_PER_MINUTE", DEFAULT_REFRESH_PER_MINUTE, 1, 600),
-            rotation_workers=integer("ROTATION_WORKERS", DEFAULT_ROTATION_WORKERS, 1, 64),
-            exchange_per_minute=integer("SLACK_EXCHANGE_PER_MINUTE", DEFAULT_EXCHANGE_PER_MINUTE, 1, 600),
-            guard_table=required("GUARD_TABLE_NAME") if need_guard else (text("GUARD_TABLE_NAME") or None),
-            guard_ttl_seconds=integer("GUARD_TTL_SECONDS", DEFAULT_GUARD_TTL, 5, 60),
-            used_state_table=text("USED_STATE_TABLE_NAME") or None,
+            app_secret_id=read.required("SLACK_APP_SECRET_ID"),
+            state_secret_id=read.name("SLACK_STATE_SECRET_ID", required=need_state),
+            token_prefix=read.prefix("TOKEN_SECRET_PREFIX"),
+            rotation_margin_seconds=read.integer(
+                "ROTATION_MARGIN_SECONDS", DEFAULT_ROTATION_MARGIN, 300, 39600, note=" (11 hours)"
+            ),
+            api_url=read.url("SLACK_API_URL", DEFAULT_API_URL),
+            authorize_url=read.url("SLACK_AUTHORIZE_URL", DEFAULT_AUTHORIZE_URL),
+            scopes=read.scopes("SLACK_SCOPES"),
+            user_scopes=read.scopes("SLACK_USER_SCOPES"),
+            redirect_uri=read.optional_url("SLACK_REDIRECT_URI"),
+            pkce_enabled=read.flag("SLACK_PKCE_ENABLED"),
+            allow_stateless_org_install=read.flag("SLACK_ALLOW_STATELESS_ORG_INSTALL"),
+            success_url=read.optional_url("INSTALL_SUCCESS_URL"),
+            failure_url=read.optional_url("INSTALL_FAILURE_URL"),
+            refresh_per_minute=read.integer("SLACK_REFRESH_PER_MINUTE", DEFAULT_REFRESH_PER_MINUTE, 1, 600),
+            rotation_workers=read.integer("ROTATION_WORKERS", DEFAULT_ROTATION_WORKERS, 1, 64),
+            exchange_per_minute=read.integer("SLACK_EXCHANGE_PER_MINUTE", DEFAULT_EXCHANGE_PER_MINUTE, 1, 600),
+            guard_table=read.name("GUARD_TABLE_NAME", required=need_guard),
+            guard_ttl_seconds=read.integer("GUARD_TTL_SECONDS", DEFAULT_GUARD_TTL, 5, 60),
+            used_state_table=read.name("USED_STATE_TABLE_NAME", required=False),
         )
         if need_state and not settings.scopes and not settings.user_scopes:
-            problems.append("set SLACK_SCOPES and/or SLACK_USER_SCOPES (Slack refuses an install with no scopes)")
-        if problems:
-            raise ConfigError("invalid configuration: " + "; ".join(problems))
+            read.problem("set SLACK_SCOPES and/or SLACK_USER_SCOPES (Slack refuses an install with no scopes)")
+        read.raise_problems()
         return settings
+
+
+class _EnvReader:
+    """Reads typed values from one environment, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self._problems: list[str] = []
+
+    def problem(self, text: str) -> None:
+        self._problems.append(text)
+
+    def raise_problems(self) -> None:
+        if self._problems:
+            raise ConfigError("invalid configuration: " + "; ".join(self._problems))
+
+    def text(self, name: str) -> str:
+        return self._env.get(name, "").strip()
+
+    def required(self, name: str) -> str:
+        value = self.text(name)
+        if not value:
+            self.problem(f"{name} is required")
+        return value
+
+    def name(self, variable: str, *, required: bool) -> str | None:
+        """A resource name (a secret id, a table): ``None`` when unset and not ``required``."""
+        return self.required(variable) if required else (self.text(variable) or None)
+
+    def flag(self, name: str) -> bool:
+        value = self.text(name).lower()
+        if value not in _TRUE | _FALSE:
+            self.problem(f"{name} must be true or false, not {value!r}")
+        return value in _TRUE
+
+    def integer(self, name: str, default: int, low: int, high: int, *, note: str = "") -> int:
+        raw = self.text(name) or str(default)
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            self.problem(f"{name} must be an integer from {low} to {high}{note}")
+            return default
+        return int(raw)
+
+    def url(self, name: str, default: str) -> str:
+        return self._checked_url(name, self.text(name) or default)
+
+    def optional_url(self, name: str) -> str | None:
+        value = self.text(name)
+        return self._checked_url(name, value) if value else None
+
+    def _checked_url(self, name: str, value: str) -> str:
+        if not absolute_url(value):
+            self.problem(f"{name} must be an https URL, absolute and with a host (http only for 127.0.0.1/localhost)")
+        return value
+
+    def scopes(self, name: str) -> tuple[str, ...]:
+        values = tuple(s.strip() for s in self.text(name).split(",") if s.strip())
+        bad = [s for s in values if not _SCOPE.fullmatch(s)]
+        if bad:
+            self.problem(f"{name} has invalid scopes: {', '.join(bad)}")
+        return values
+
+    def prefix(self, name: str) -> str:
+        value = self.text(name) or DEFAULT_PREFIX
+        if not _PREFIX.fullmatch(value):
+            self.problem(f"{name} must use only letters, digits and /_+=.@- and end with /")
+        return value
 
 
 def absolute_url(value: str) -> bool:

@@ -129,31 +129,18 @@ class SecretsManagerInstallationStore(InstallationStore):
             return None  # asked for a user's installation: without that user's pair there is none
         base = bot or user
         assert base is not None  # noqa: S101 - one of the two, checked above
-        webhook = dict(bot.incoming_webhook or {}) if bot is not None else {}
         return Installation(
             app_id=base.app_id,
             enterprise_id=base.enterprise_id,
             enterprise_name=base.enterprise_name,
             team_id=base.team_id,
             team_name=base.team_name,
-            bot_token=bot.access_token if bot else None,
-            bot_id=bot.bot_id if bot else None,
-            bot_user_id=bot.bot_user_id if bot else None,
-            bot_scopes=bot.scope if bot else "",
-            bot_refresh_token=None,  # never: only the rotator refreshes
-            bot_token_expires_at=bot.expires_at if bot else None,
             user_id=user.user_id if user is not None and user.user_id else (owner or ""),
-            user_token=user.access_token if user else None,
-            user_scopes=user.scope if user else "",
-            user_refresh_token=None,
-            user_token_expires_at=user.expires_at if user else None,
-            incoming_webhook_url=webhook.get("url"),
-            incoming_webhook_channel=webhook.get("channel"),
-            incoming_webhook_channel_id=webhook.get("channel_id"),
-            incoming_webhook_configuration_url=webhook.get("configuration_url"),
             is_enterprise_install=base.is_enterprise_install,
             token_type="bot" if bot else "user",
             installed_at=float(base.updated_at or self._clock()),
+            **_bot_fields(bot),
+            **_user_fields(user),
         )
 
     # -- retirement --------------------------------------------------------------------------------------------
@@ -280,6 +267,34 @@ class SecretsManagerInstallationStore(InstallationStore):
                 return
             self._told.add((name, status))
         self._logger.warning("token pair %s is %s: no token for it until the workspace installs again", name, status)
+
+
+def _bot_fields(bot: TokenPair | None) -> dict[str, Any]:
+    """An ``Installation``'s bot part (and its incoming webhook): never the refresh token (only the rotator
+    refreshes)."""
+    webhook = dict(bot.incoming_webhook or {}) if bot is not None else {}
+    return {
+        "bot_token": bot.access_token if bot else None,
+        "bot_id": bot.bot_id if bot else None,
+        "bot_user_id": bot.bot_user_id if bot else None,
+        "bot_scopes": bot.scope if bot else "",
+        "bot_refresh_token": None,
+        "bot_token_expires_at": bot.expires_at if bot else None,
+        "incoming_webhook_url": webhook.get("url"),
+        "incoming_webhook_channel": webhook.get("channel"),
+        "incoming_webhook_channel_id": webhook.get("channel_id"),
+        "incoming_webhook_configuration_url": webhook.get("configuration_url"),
+    }
+
+
+def _user_fields(user: TokenPair | None) -> dict[str, Any]:
+    """An ``Installation``'s user token part: never the refresh token."""
+    return {
+        "user_token": user.access_token if user else None,
+        "user_scopes": user.scope if user else "",
+        "user_refresh_token": None,
+        "user_token_expires_at": user.expires_at if user else None,
+    }
 
 
 def _setting(given: float | None, variable: str, default: float) -> float:

@@ -193,51 +193,48 @@ class SlackClient:
         no attempt succeeds has ``maybe_acted`` set if an earlier attempt reached Slack and lost its answer: then
         Slack may have acted (a refresh token is in its grace period), whatever the last attempt said. ``patient``:
         the policy's rate-limit retries apply (never once Slack may have acted: the grace period does not wait)."""
-        policy = self._policy
         headers = {**authorization, "Content-Type": "application/x-www-form-urlencoded"}
         limiter = self._limiter if paced else None
-        shortest = policy.attempt_seconds if policy.whole_attempts else 0.05
-        last: errors.SlackApiError | None = None
-        acted = False
-        attempt = limited = 0
-        while attempt < policy.max_attempts:
-            remaining = deadline - self._monotonic()
-            if remaining <= shortest:
-                break
-            if limiter is not None and not limiter.acquire(deadline - shortest):
-                break
+        shortest = self._policy.attempt_seconds if self._policy.whole_attempts else 0.05
+        tries = _Tries(self._policy, patient=patient)
+        while tries.left() and self._may_start(deadline, shortest, limiter):
             if gate is not None and not gate():
                 raise errors.GuardLostError("this run no longer holds the run guard; nothing was sent")
             try:
                 return self._send(method, fields, headers, deadline - self._monotonic())
             except errors.SlackApiError as exc:
-                exc.maybe_acted = acted = acted or _reached_slack(exc)
-                if not _may_repeat(exc, at_most_once=not retry_lost_answer):
+                if not tries.failed(exc, at_most_once=not retry_lost_answer):
                     raise
-                last = exc
-            if last.code == "ratelimited" and patient and not acted and limited < policy.rate_limit_retries:
-                limited += 1
-            else:
-                attempt += 1
-            wait = self._backoff(attempt - 1, last)
-            if self._monotonic() + wait + shortest >= deadline:
+            if not self._wait_to_retry(tries.last_error(method), tries.attempt - 1, deadline, shortest, limiter):
                 break
-            if last.retry_after is not None and limiter is not None:
-                limiter.pause(wait)
-            self._sleep(wait)
-        if last is None:
-            last = errors.SlackTransportError(
-                "deadline_exceeded", "no time left to call Slack", method=method, request_sent=False
-            )
-        raise last
+        raise tries.last_error(method)
+
+    def _may_start(self, deadline: float, shortest: float, limiter: RateLimiter | None) -> bool:
+        """Whether an attempt can start: ``shortest`` still fits before the deadline, and the limiter gave a permit
+        in time."""
+        if deadline - self._monotonic() <= shortest:
+            return False
+        return limiter is None or limiter.acquire(deadline - shortest)
+
+    def _wait_to_retry(
+        self, error: errors.SlackApiError, attempt: int, deadline: float, shortest: float, limiter: RateLimiter | None
+    ) -> bool:
+        """Wait out the backoff before the next attempt; False (without waiting) when no attempt would fit after
+        it. A ``Retry-After`` holds back every caller sharing the limiter."""
+        wait = self._backoff(attempt, error)
+        if self._monotonic() + wait + shortest >= deadline:
+            return False
+        if error.retry_after is not None and limiter is not None:
+            limiter.pause(wait)
+        self._sleep(wait)
+        return True
 
     def _send(
         self, method: str, fields: Mapping[str, str], headers: dict[str, str], remaining: float
     ) -> dict[str, Any]:
         """One HTTP attempt: the JSON body, or a typed error (transport failures included)."""
-        policy = self._policy
         timeout = urllib3.Timeout(
-            connect=min(policy.connect_timeout, remaining), read=min(policy.read_timeout, remaining)
+            connect=min(self._policy.connect_timeout, remaining), read=min(self._policy.read_timeout, remaining)
         )
         try:
             response = self._pool.request(
@@ -250,20 +247,8 @@ class SlackClient:
                 retries=False,
                 redirect=False,
             )
-        except (ConnectTimeoutError, NewConnectionError) as exc:
-            raise errors.SlackTransportError(
-                "connection_failed",
-                f"could not connect to Slack ({type(exc).__name__})",
-                method=method,
-                request_sent=False,
-            ) from None
         except HTTPError as exc:
-            raise errors.SlackTransportError(
-                "answer_lost",
-                f"the request was sent but no answer came back ({type(exc).__name__})",
-                method=method,
-                request_sent=True,
-            ) from None
+            raise _transport_error(method, exc) from None
         return _interpret(method, response.status, response.headers, response.data)
 
     def _backoff(self, attempt: int, error: errors.SlackApiError) -> float:
@@ -273,6 +258,61 @@ class SlackClient:
             return 0.0  # the grace period is short: ask again at once
         ceiling = min(self._policy.backoff_cap, self._policy.backoff_base * (2**attempt))
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+class _Tries:
+    """The count of one call's attempts: rate limits Slack did not act on may be waited out without counting as
+    attempts (``patient``, up to the policy's ``rate_limit_retries``), never once an earlier attempt may have acted."""
+
+    def __init__(self, policy: RetryPolicy, *, patient: bool) -> None:
+        self._policy = policy
+        self._patient = patient
+        self.attempt = 0
+        self._limited = 0
+        self._acted = False
+        self._last: errors.SlackApiError | None = None
+
+    def left(self) -> bool:
+        return self.attempt < self._policy.max_attempts
+
+    def failed(self, error: errors.SlackApiError, *, at_most_once: bool) -> bool:
+        """Count a failed attempt; whether it may be made again. Marks ``maybe_acted`` on ``error`` when this or an
+        earlier attempt reached Slack and lost its answer."""
+        error.maybe_acted = self._acted = self._acted or _reached_slack(error)
+        if not _may_repeat(error, at_most_once=at_most_once):
+            return False
+        self._last = error
+        waited_out = error.code == "ratelimited" and self._patient and not self._acted
+        if waited_out and self._limited < self._policy.rate_limit_retries:
+            self._limited += 1
+        else:
+            self.attempt += 1
+        return True
+
+    def last_error(self, method: str) -> errors.SlackApiError:
+        """What the call raises when it gives up: the last failure, or a deadline error if nothing was sent."""
+        if self._last is None:
+            return errors.SlackTransportError(
+                "deadline_exceeded", "no time left to call Slack", method=method, request_sent=False
+            )
+        return self._last
+
+
+def _transport_error(method: str, exc: HTTPError) -> errors.SlackTransportError:
+    """A failed HTTP attempt: before the request left (connection failures), or after (the answer was lost)."""
+    if isinstance(exc, ConnectTimeoutError | NewConnectionError):
+        return errors.SlackTransportError(
+            "connection_failed",
+            f"could not connect to Slack ({type(exc).__name__})",
+            method=method,
+            request_sent=False,
+        )
+    return errors.SlackTransportError(
+        "answer_lost",
+        f"the request was sent but no answer came back ({type(exc).__name__})",
+        method=method,
+        request_sent=True,
+    )
 
 
 def _basic(client_id: str, client_secret: str) -> dict[str, str]:
@@ -381,9 +421,28 @@ def _token(value: object, method: str, what: str, *, required: bool) -> str | No
 
 def parse_oauth_access(body: Mapping[str, Any], *, now: int, method: str = ACCESS) -> OAuthAccess:
     """Parse a code-exchange (or ``oauth.v2.exchange``) answer. Either pair may be absent."""
+    pairs = _Pairs(_installation(body, method), now, method)
+    authed_user = _object(body.get("authed_user"))
+    user_id = _id(authed_user.get("id") or body.get("user_id"), method, "user id")
+    bot, user = _top_level_pair(body, user_id, pairs)
+    if authed_user.get("access_token") is not None:
+        if user_id is None:
+            raise _malformed(method, "authed_user id")
+        user = pairs.pair(authed_user, "user", user_id=user_id)
+    return OAuthAccess(
+        bot=bot,
+        user=user,
+        app_id=pairs.common["app_id"],
+        team_id=pairs.common["team_id"],
+        enterprise_id=pairs.common["enterprise_id"],
+        is_enterprise_install=pairs.common["is_enterprise_install"],
+    )
+
+
+def _installation(body: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """What every pair of one answer shares: the app, the workspace and/or the org, and the kind of install."""
     team = _object(body.get("team"))
     enterprise = _object(body.get("enterprise"))
-    authed_user = _object(body.get("authed_user"))
     is_enterprise_install = body.get("is_enterprise_install") is True
     team_id = _id(team.get("id"), method, "team id")
     enterprise_id = _id(enterprise.get("id"), method, "enterprise id")
@@ -392,7 +451,7 @@ def parse_oauth_access(body: Mapping[str, Any], *, now: int, method: str = ACCES
         raise _malformed(method, "team and enterprise")
     if is_enterprise_install and enterprise_id is None:
         raise _malformed(method, "enterprise (org-wide install without one)")
-    common: dict[str, Any] = {
+    return {
         "app_id": app_id,
         "team_id": team_id,
         "team_name": team.get("name") if isinstance(team.get("name"), str) else None,
@@ -401,11 +460,45 @@ def parse_oauth_access(body: Mapping[str, Any], *, now: int, method: str = ACCES
         "is_enterprise_install": is_enterprise_install,
     }
 
-    def pair(source: Mapping[str, Any], token_type: TokenType, **who: Any) -> TokenPair:
+
+def _top_level_pair(
+    body: Mapping[str, Any], user_id: str | None, pairs: _Pairs
+) -> tuple[TokenPair | None, TokenPair | None]:
+    """The (bot, user) pair at the answer's top level: a bot pair, or (``oauth.v2.exchange`` of a user token) the
+    user pair; neither when the answer has no top-level token."""
+    if body.get("access_token") is None:
+        return None, None
+    top_type = body.get("token_type", "bot")
+    if top_type == "bot":
+        webhook = body.get("incoming_webhook")
+        bot = pairs.pair(
+            body,
+            "bot",
+            bot_user_id=_id(body.get("bot_user_id"), pairs.method, "bot user id"),
+            installer_user_id=user_id,
+            incoming_webhook=webhook if isinstance(webhook, dict) else None,
+        )
+        return bot, None
+    if top_type == "user":
+        if user_id is None and pairs.method != EXCHANGE:  # the exchange knows whose token it sent: keep the pair
+            raise _malformed(pairs.method, "user id")
+        return None, pairs.pair(body, "user", user_id=user_id)
+    raise _malformed(pairs.method, "token_type")
+
+
+class _Pairs(NamedTuple):
+    """Builds the pairs of one answer: what they share, when it came, and the method that answered."""
+
+    common: Mapping[str, Any]
+    now: int
+    method: str
+
+    def pair(self, source: Mapping[str, Any], token_type: TokenType, **who: Any) -> TokenPair:
+        method = self.method
         access = _token(source.get("access_token"), method, f"{token_type} access_token", required=True)
         assert access is not None  # noqa: S101 - required=True guarantees it; narrows the type
         refresh = _token(source.get("refresh_token"), method, f"{token_type} refresh_token", required=False)
-        expires_at = _expiry(source.get("expires_in"), now, method)
+        expires_at = _expiry(source.get("expires_in"), self.now, method)
         if (refresh is None) != (expires_at is None):
             raise _malformed(method, f"{token_type} refresh_token/expires_in combination")
         scope = source.get("scope")
@@ -415,42 +508,10 @@ def parse_oauth_access(body: Mapping[str, Any], *, now: int, method: str = ACCES
             refresh_token=refresh,
             expires_at=expires_at,
             scope=scope if isinstance(scope, str) else "",
-            updated_at=now,
-            **common,
+            updated_at=self.now,
+            **self.common,
             **who,
         )
-
-    bot = user = None
-    top_type = body.get("token_type", "bot")
-    user_id = _id(authed_user.get("id") or body.get("user_id"), method, "user id")
-    if body.get("access_token") is not None:
-        if top_type == "bot":
-            webhook = body.get("incoming_webhook")
-            bot = pair(
-                body,
-                "bot",
-                bot_user_id=_id(body.get("bot_user_id"), method, "bot user id"),
-                installer_user_id=user_id,
-                incoming_webhook=webhook if isinstance(webhook, dict) else None,
-            )
-        elif top_type == "user":  # oauth.v2.exchange of a user token answers with the user token on top
-            if user_id is None and method != EXCHANGE:  # the exchange knows whose token it sent: keep the pair
-                raise _malformed(method, "user id")
-            user = pair(body, "user", user_id=user_id)
-        else:
-            raise _malformed(method, "token_type")
-    if authed_user.get("access_token") is not None:
-        if user_id is None:
-            raise _malformed(method, "authed_user id")
-        user = pair(authed_user, "user", user_id=user_id)
-    return OAuthAccess(
-        bot=bot,
-        user=user,
-        app_id=app_id,
-        team_id=team_id,
-        enterprise_id=enterprise_id,
-        is_enterprise_install=is_enterprise_install,
-    )
 
 
 def parse_refresh(body: Mapping[str, Any], *, now: int, token_type: TokenType) -> RefreshedToken:

@@ -24,6 +24,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from slack_tokens.errors import StateError
 
@@ -34,6 +35,16 @@ COOKIE_NAME = "__Host-slack_oauth_state"
 _NONCE = re.compile(r"[A-Za-z0-9_-]{43}")
 _STATE = re.compile(r"([0-9]{1,12})\.([A-Za-z0-9_-]{24})\.([A-Za-z0-9_-]{43})")
 MAX_COOKIES = 5  # state cookies looked at per callback; a browser sends one, a planted one makes two
+
+
+class StateRefusal(StrEnum):
+    """Why ``verify`` refused a callback's state: the ``reason`` of its ``StateError`` (and the callback's outcome)."""
+
+    MISSING_STATE = "missing_state"  # no state parameter
+    MISSING_COOKIE = "missing_cookie"  # no install cookie of the right shape
+    INVALID_STATE = "invalid_state"  # malformed, or the signature does not verify
+    EXPIRED_STATE = "expired_state"  # older than the TTL (or from the future beyond the allowed skew)
+    COOKIE_MISMATCH = "cookie_mismatch"  # issued to another browser: none of the cookies' nonces matches
 
 
 def _b64(data: bytes) -> str:
@@ -69,25 +80,25 @@ class StateSigner:
 
     def verify(self, state: str | None, nonces: str | Sequence[str] | None, now: int) -> str:
         """The nonce (one of ``nonces``, the cookies' values) that ``state`` was issued for in the last 10 minutes;
-        ``StateError`` (with a reason) when there is none."""
+        ``StateError`` (its ``reason`` a ``StateRefusal``) when there is none."""
         if not state:
-            raise StateError("missing_state", "the callback carries no state parameter")
+            raise StateError(StateRefusal.MISSING_STATE, "the callback carries no state parameter")
         candidates = [nonces] if isinstance(nonces, str) else list(nonces or [])[:MAX_COOKIES]
         usable = [n for n in candidates if isinstance(n, str) and _NONCE.fullmatch(n)]
         if not usable:
-            raise StateError("missing_cookie", "the browser did not send the install cookie")
+            raise StateError(StateRefusal.MISSING_COOKIE, "the browser did not send the install cookie")
         parts = _STATE.fullmatch(state) if isinstance(state, str) else None
         if parts is None:
-            raise StateError("invalid_state", "the state parameter is malformed")
+            raise StateError(StateRefusal.INVALID_STATE, "the state parameter is malformed")
         issued_at, digest, signature = int(parts[1]), parts[2], parts[3]
         if not hmac.compare_digest(self._sign(f"{parts[1]}.{digest}"), signature):
-            raise StateError("invalid_state", "the state signature does not verify")
+            raise StateError(StateRefusal.INVALID_STATE, "the state signature does not verify")
         if now - issued_at > self._ttl or issued_at - now > CLOCK_SKEW_SECONDS:
-            raise StateError("expired_state", "the install link has expired")
+            raise StateError(StateRefusal.EXPIRED_STATE, "the install link has expired")
         for nonce in usable:
             if hmac.compare_digest(self._digest(nonce), digest):
                 return nonce
-        raise StateError("cookie_mismatch", "the state was issued to a different browser")
+        raise StateError(StateRefusal.COOKIE_MISMATCH, "the state was issued to a different browser")
 
     def expires_at(self, state: str) -> int:
         """When a state that ``verify`` accepted stops being accepted anyway (Unix seconds)."""
