@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slack_tokens import http, oauth_flow
-from slack_tokens.oauth_flow import Outcome, Result, Route
+from slack_tokens.oauth_flow import InstallOutcome, Result, Route
 from slack_tokens.observability import Metric
 from slack_tokens.state import StateRefusal
 
@@ -15,16 +15,16 @@ PAGE = http.html(200, "")
 @pytest.mark.parametrize(
     ("route", "outcome", "metric"),
     [
-        (Route.INSTALL, Outcome.STARTED, Metric("InstallStarted", reason="started")),
-        (Route.INSTALL, Outcome.CONFIG, Metric("InstallFailed", reason="config")),
-        (Route.INSTALL, Outcome.BAD_REQUEST, Metric("InstallFailed", reason="bad_request")),
-        (Route.CALLBACK, Outcome.INSTALLED, Metric("InstallSucceeded", reason="installed")),
-        (Route.CALLBACK, Outcome.CANCELLED, Metric("InstallFailed", reason="cancelled")),
-        (Route.CALLBACK, Outcome.STORAGE_FAILED, Metric("InstallFailed", reason="storage_failed")),
-        (Route.CALLBACK, Outcome.STARTED, Metric("InstallFailed", reason="started")),  # not a callback's success
+        (Route.INSTALL, InstallOutcome.STARTED, Metric("InstallStarted", reason="started")),
+        (Route.INSTALL, InstallOutcome.CONFIG, Metric("InstallFailed", reason="config")),
+        (Route.INSTALL, InstallOutcome.BAD_REQUEST, Metric("InstallFailed", reason="bad_request")),
+        (Route.CALLBACK, InstallOutcome.INSTALLED, Metric("InstallSucceeded", reason="installed")),
+        (Route.CALLBACK, InstallOutcome.CANCELLED, Metric("InstallFailed", reason="cancelled")),
+        (Route.CALLBACK, InstallOutcome.STORAGE_FAILED, Metric("InstallFailed", reason="storage_failed")),
+        (Route.CALLBACK, InstallOutcome.STARTED, Metric("InstallFailed", reason="started")),  # not a callback's success
     ],
 )
-def test_a_result_lists_its_metric(route: Route, outcome: Outcome, metric: Metric) -> None:
+def test_a_result_lists_its_metric(route: Route, outcome: InstallOutcome, metric: Metric) -> None:
     result = Result(route, PAGE, outcome)
 
     assert result.metrics() == [metric]
@@ -33,9 +33,9 @@ def test_a_result_lists_its_metric(route: Route, outcome: Outcome, metric: Metri
 
 
 def test_every_state_refusal_is_a_callback_outcome() -> None:
-    assert {Outcome(refusal).value for refusal in StateRefusal} == {refusal.value for refusal in StateRefusal}
+    assert {InstallOutcome(refusal).value for refusal in StateRefusal} == {refusal.value for refusal in StateRefusal}
 
 
 def test_the_module_docs_list_every_outcome() -> None:
     documented = oauth_flow.__doc__ or ""
-    assert [o.value for o in Outcome if f"``{o.value}``" not in documented] == []
+    assert [o.value for o in InstallOutcome if f"``{o.value}``" not in documented] == []

@@ -197,6 +197,7 @@ def _finished(run: str, summary: Summary | ExchangeSummary) -> dict[str, Any]:
 
 
 def _http(kind: str, run: Callable[[OAuthFlow], Result]) -> dict[str, Any]:
+    """Run one of the install routes; an error the flow did not turn into a page becomes a plain 500 here."""
     from slack_tokens import http, pages  # noqa: PLC0415 - lazy, see the imports
 
     try:
@@ -211,8 +212,5 @@ def _http(kind: str, run: Callable[[OAuthFlow], Result]) -> dict[str, Any]:
         logger.exception("unexpected error")
         count(f"{kind}Failed", reason="unexpected")
         return http.html(500, pages.page("Something went wrong", "Please try again later.", ok=False)).to_api()
-    if kind == "Install":
-        count("InstallStarted" if result.ok else "InstallFailed", reason=result.outcome)
-    else:
-        count("InstallSucceeded" if result.ok else "InstallFailed", reason=result.outcome)
+    emit(result.metrics())
     return result.response.to_api()

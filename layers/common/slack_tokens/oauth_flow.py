@@ -1,9 +1,9 @@
 """The "Add to Slack" flow: start an install, then finish it in the OAuth callback.
 
-Every request ends in one ``Outcome``: it picks the page (or redirect) answered, the log line, and the ``reason`` of
-the request's metric (``Result.metrics``). Starting an install (``GET /slack/install``) is ``started``, or
-``bad_request`` (400) / ``config`` (500). The callback is a list of ordered checks, each with its named outcomes;
-steps 1 to 5 make no Slack call.
+Every request ends in one ``InstallOutcome``: it picks the page (or redirect) answered, the log line, and the
+``reason`` of the request's metric (``Result.metrics``). Starting an install (``GET /slack/install``) is
+``started``, or ``bad_request`` (400) / ``config`` (500). The callback is a list of ordered checks, each with its
+named outcomes; steps 1 to 5 make no Slack call.
 
 1. ``bad_request``      the event or its query string is malformed                              -> 400
 2. ``cancelled``        Slack sent ``error=access_denied`` (the user chose Cancel)              -> 200 friendly page
@@ -54,7 +54,7 @@ INSTALL_PATH = "/slack/install"
 CALLBACK_PATH = "/slack/oauth_redirect"
 
 
-class Outcome(StrEnum):
+class InstallOutcome(StrEnum):
     """How a request ended, in the order of the module docstring's steps (the value is the metric's ``reason``)."""
 
     STARTED = "started"  # the install start redirected the browser to Slack
@@ -87,7 +87,10 @@ class Route(StrEnum):
     CALLBACK = "callback"  # GET /slack/oauth_redirect (``finish_install``)
 
 
-_SUCCESS = {Route.INSTALL: (Outcome.STARTED, "InstallStarted"), Route.CALLBACK: (Outcome.INSTALLED, "InstallSucceeded")}
+_SUCCESS = {
+    Route.INSTALL: (InstallOutcome.STARTED, "InstallStarted"),
+    Route.CALLBACK: (InstallOutcome.INSTALLED, "InstallSucceeded"),
+}
 
 
 class Result(NamedTuple):
@@ -95,7 +98,7 @@ class Result(NamedTuple):
 
     route: Route
     response: http.Response
-    outcome: Outcome
+    outcome: InstallOutcome
 
     @property
     def ok(self) -> bool:
@@ -112,23 +115,23 @@ class _Answer(NamedTuple):
     """A result before ``start_install`` / ``finish_install`` says which route it answers."""
 
     response: http.Response
-    outcome: Outcome
+    outcome: InstallOutcome
 
 
 # Slack's authorization codes: two numbers and a hex string, dot-separated (about 90 characters).
 _CODE = re.compile(r"[0-9]{1,20}\.[0-9]{1,20}\.[0-9A-Za-z]{16,128}")
 _SLACK_ERROR = re.compile(r"^[a-z0-9_]{1,64}$")
 _TEAM = re.compile(r"[TE][A-Z0-9]{1,31}")
-_STATE_STATUS = {Outcome.INVALID_STATE: 401, Outcome.COOKIE_MISMATCH: 401}
+_STATE_STATUS = {InstallOutcome.INVALID_STATE: 401, InstallOutcome.COOKIE_MISMATCH: 401}
 _NOT_VALID = "Install link not valid"
 _NOT_CONFIGURED = "The app is not configured correctly."
 _TITLES = {
-    Outcome.CONFIG: "Install unavailable",
-    Outcome.STATE_CHECK_UNAVAILABLE: "Install unavailable",
-    Outcome.STATE_USED: "Install link already used",
-    Outcome.STATELESS_NOT_ORG: "Install not accepted",
-    Outcome.NO_TOKENS: "Install failed",
-    Outcome.STORAGE_FAILED: "Install not saved",
+    InstallOutcome.CONFIG: "Install unavailable",
+    InstallOutcome.STATE_CHECK_UNAVAILABLE: "Install unavailable",
+    InstallOutcome.STATE_USED: "Install link already used",
+    InstallOutcome.STATELESS_NOT_ORG: "Install not accepted",
+    InstallOutcome.NO_TOKENS: "Install failed",
+    InstallOutcome.STORAGE_FAILED: "Install not saved",
 }
 _SLACK_CALL_BUDGET = 12.0  # seconds the code exchange may take, retries included
 _STORE_RESERVE = 12.0  # seconds kept for the writes after Slack answers (a read and a write at their worst)
@@ -139,7 +142,7 @@ class _SlackRefusal(NamedTuple):
     """How the callback answers one kind of failed code exchange (``{code}``: Slack's error code)."""
 
     status: int
-    outcome: Outcome
+    outcome: InstallOutcome
     title: str
     message: str
     warn: bool  # a warning (the customer's or Slack's doing), else an error (ours: an operator must look)
@@ -148,7 +151,7 @@ class _SlackRefusal(NamedTuple):
 
 _SLACK_CONFIG = _SlackRefusal(
     500,
-    Outcome.SLACK_CONFIG,
+    InstallOutcome.SLACK_CONFIG,
     "Install unavailable",
     "The app is not configured correctly. The operators have been told.",
     False,
@@ -157,20 +160,20 @@ _SLACK_CONFIG = _SlackRefusal(
 _SLACK_REFUSALS = {
     errors.Category.GRANT: _SlackRefusal(
         400,
-        Outcome.INVALID_CODE,
+        InstallOutcome.INVALID_CODE,
         "Install link already used",
         "This install link was already used or has expired.",
         True,
         "Slack rejected the authorization code",
     ),
     errors.Category.PERMISSION: _SlackRefusal(
-        403, Outcome.PERMISSION, "Install not allowed", "Slack said: {code}.", True, "Slack refused the install"
+        403, InstallOutcome.PERMISSION, "Install not allowed", "Slack said: {code}.", True, "Slack refused the install"
     ),
     errors.Category.CONFIG: _SLACK_CONFIG,
     errors.Category.REQUEST: _SLACK_CONFIG,
     errors.Category.RETRYABLE: _SlackRefusal(
         503,
-        Outcome.SLACK_UNAVAILABLE,
+        InstallOutcome.SLACK_UNAVAILABLE,
         "Slack is busy",
         "Slack did not answer in time. Please start the install again in a minute (this link is used up).",
         True,
@@ -179,7 +182,7 @@ _SLACK_REFUSALS = {
 }
 _SLACK_UNEXPECTED = _SlackRefusal(
     502,
-    Outcome.SLACK_ERROR,
+    InstallOutcome.SLACK_ERROR,
     "Install failed",
     "Slack said: {code}.",
     False,
@@ -234,7 +237,7 @@ class OAuthFlow:
         try:
             request = http.Request.from_event(event)
         except http.BadRequestError as exc:
-            return self._fail(400, Outcome.BAD_REQUEST, "Bad request", str(exc), None)
+            return self._fail(400, InstallOutcome.BAD_REQUEST, "Bad request", str(exc), None)
         try:
             redirect_uri = self._redirect_uri(request)
             credentials = self._secrets.app_credentials()
@@ -242,11 +245,11 @@ class OAuthFlow:
         except (errors.ConfigError, errors.StoreError) as exc:
             logger.error("install cannot start: configuration problem", extra={"error": str(exc)})
             message = f"{_NOT_CONFIGURED} The operators have been told."
-            return self._fail(500, Outcome.CONFIG, "Install unavailable", message, None)
+            return self._fail(500, InstallOutcome.CONFIG, "Install unavailable", message, None)
         params = self._authorize_params(request, credentials.client_id, redirect_uri, issued)
         cookie = http.set_cookie(COOKIE_NAME, issued.nonce, max_age=STATE_TTL_SECONDS)
         response = http.redirect(http.with_query(self._settings.authorize_url, params), cookies=[cookie])
-        return _Answer(response, Outcome.STARTED)
+        return _Answer(response, InstallOutcome.STARTED)
 
     def _authorize_params(
         self, request: http.Request, client_id: str, redirect_uri: str, issued: InstallState
@@ -281,7 +284,7 @@ class OAuthFlow:
         try:
             request = http.Request.from_event(event)
         except http.BadRequestError as exc:
-            return self._fail(400, Outcome.BAD_REQUEST, "Bad request", str(exc), None, clear=False)
+            return self._fail(400, InstallOutcome.BAD_REQUEST, "Bad request", str(exc), None, clear=False)
         install_url = self._install_url(request)
         # 2. Slack reported an error (the user pressed Cancel, or something else went wrong at Slack).
         if "error" in request.query:
@@ -291,7 +294,9 @@ class OAuthFlow:
         # 4. A code to exchange, in the shape Slack's codes have (a cheap refusal: no Slack call).
         code = request.query.get("code", "")
         if not _CODE.fullmatch(code):
-            self._refuse(400, Outcome.MISSING_CODE, "Slack did not send a usable authorization code.", install_url)
+            self._refuse(
+                400, InstallOutcome.MISSING_CODE, "Slack did not send a usable authorization code.", install_url
+            )
         # 5. The state is single-use: spent before the code goes to Slack, refused without a Slack call after.
         if proof.state is not None:
             self._spend(proof.state, install_url)
@@ -301,7 +306,7 @@ class OAuthFlow:
         if proof.state is None and not access.is_enterprise_install:
             logger.warning("stateless callback for a workspace install refused", extra={"team_id": access.team_id})
             message = "Please start the install from the install link."
-            self._refuse(400, Outcome.STATELESS_NOT_ORG, message, install_url)
+            self._refuse(400, InstallOutcome.STATELESS_NOT_ORG, message, install_url)
         # 8. Store every pair (and add the bot's id), then 9. the success page.
         self._store_all(access, end, install_url, stateless=proof.state is None)
         return self._installed(access, stateless=proof.state is None)
@@ -313,10 +318,10 @@ class OAuthFlow:
         slack_error = request.query["error"]
         if slack_error == "access_denied":
             cookies = [self._clear()] if clear else []
-            return _Answer(http.html(200, pages.cancelled(install_url), cookies=cookies), Outcome.CANCELLED)
+            return _Answer(http.html(200, pages.cancelled(install_url), cookies=cookies), InstallOutcome.CANCELLED)
         shown = slack_error if _SLACK_ERROR.fullmatch(slack_error) else "unknown"
         message = f"Slack reported: {shown}."
-        return self._fail(400, Outcome.SLACK_ERROR, "Install failed", message, install_url, clear=clear)
+        return self._fail(400, InstallOutcome.SLACK_ERROR, "Install failed", message, install_url, clear=clear)
 
     def _prove(self, request: http.Request, install_url: str | None) -> _Proof:
         state, nonces = request.query.get("state"), request.cookie_values(COOKIE_NAME)
@@ -325,13 +330,13 @@ class OAuthFlow:
         try:
             nonce = self._state_signer().verify(state, nonces, int(self._clock()))
         except errors.StateError as exc:
-            outcome = Outcome(exc.reason)
+            outcome = InstallOutcome(exc.reason)
             message = f"{exc} Please start the install again from the same browser."
             status = _STATE_STATUS.get(outcome, 400)
             raise _Refused(self._fail(status, outcome, _NOT_VALID, message, install_url, clear=False)) from None
         except (errors.ConfigError, errors.StoreError) as exc:
             logger.error("callback cannot verify state: configuration problem", extra={"error": str(exc)})
-            self._refuse(500, Outcome.CONFIG, _NOT_CONFIGURED, install_url, clear=False)
+            self._refuse(500, InstallOutcome.CONFIG, _NOT_CONFIGURED, install_url, clear=False)
         assert state is not None  # noqa: S101 - verify refuses a missing state
         return _Proof(state=state, nonce=nonce)
 
@@ -347,16 +352,16 @@ class OAuthFlow:
     def _spend(self, state: str, install_url: str | None) -> None:
         if self._used_states is None:
             logger.error("callback cannot check state reuse: USED_STATE_TABLE_NAME is not set")
-            self._refuse(500, Outcome.CONFIG, _NOT_CONFIGURED, install_url)
+            self._refuse(500, InstallOutcome.CONFIG, _NOT_CONFIGURED, install_url)
         try:
             first = self._used_states.spend(state_id(state), expires_at=self._state_signer().expires_at(state))
         except errors.StoreError as exc:
             logger.error("callback cannot record the spent state; refusing the install", extra={"error": str(exc)})
             message = "Please start the install again in a minute."
-            self._refuse(503, Outcome.STATE_CHECK_UNAVAILABLE, message, install_url)
+            self._refuse(503, InstallOutcome.STATE_CHECK_UNAVAILABLE, message, install_url)
         if not first:
             message = "This install link was already used. Please start again."
-            self._refuse(400, Outcome.STATE_USED, message, install_url)
+            self._refuse(400, InstallOutcome.STATE_USED, message, install_url)
 
     def _exchange(
         self, request: http.Request, code: str, nonce: str | None, install_url: str | None, end: float
@@ -376,9 +381,9 @@ class OAuthFlow:
             raise _Refused(self._slack_failure(exc, install_url)) from None
         except (errors.ConfigError, errors.StoreError) as exc:
             logger.error("callback cannot exchange the code: configuration problem", extra={"error": str(exc)})
-            self._refuse(500, Outcome.CONFIG, _NOT_CONFIGURED, install_url)
+            self._refuse(500, InstallOutcome.CONFIG, _NOT_CONFIGURED, install_url)
         if not access.pairs():
-            self._refuse(502, Outcome.NO_TOKENS, "Slack returned no tokens.", install_url)
+            self._refuse(502, InstallOutcome.NO_TOKENS, "Slack returned no tokens.", install_url)
         return access
 
     def _store_all(self, access: OAuthAccess, end: float, install_url: str | None, *, stateless: bool) -> None:
@@ -394,7 +399,7 @@ class OAuthFlow:
                 self._log_unsaved(pair, exc)
         if failed:
             message = "Slack approved the install but we could not save it. Please install again."
-            self._refuse(500, Outcome.STORAGE_FAILED, message, install_url)
+            self._refuse(500, InstallOutcome.STORAGE_FAILED, message, install_url)
         stored = [self._with_bot_id(s, end) for s in stored]
         logger.info(
             "installation stored",
@@ -426,7 +431,7 @@ class OAuthFlow:
         else:
             first = access.pairs()[0]
             response = http.html(200, pages.installed(first.team_name or first.enterprise_name), cookies=cookies)
-        return _Answer(response, Outcome.INSTALLED)
+        return _Answer(response, InstallOutcome.INSTALLED)
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
@@ -471,7 +476,14 @@ class OAuthFlow:
         return self._fail(refusal.status, refusal.outcome, refusal.title, message, install_url)
 
     def _fail(
-        self, status: int, outcome: Outcome, title: str, message: str, install_url: str | None, *, clear: bool = True
+        self,
+        status: int,
+        outcome: InstallOutcome,
+        title: str,
+        message: str,
+        install_url: str | None,
+        *,
+        clear: bool = True,
     ) -> _Answer:
         """The failure page (or redirect). ``clear``: the callback proved its state, so its pending install is over
         and the cookie goes; a callback that proved nothing leaves the browser's cookie alone."""
@@ -482,7 +494,7 @@ class OAuthFlow:
         return _Answer(http.html(status, pages.failed(title, message, install_url), cookies=cookies), outcome)
 
     def _refuse(
-        self, status: int, outcome: Outcome, message: str, install_url: str | None, *, clear: bool = True
+        self, status: int, outcome: InstallOutcome, message: str, install_url: str | None, *, clear: bool = True
     ) -> NoReturn:
         title = _TITLES.get(outcome, _NOT_VALID)
         raise _Refused(self._fail(status, outcome, title, message, install_url, clear=clear))
