@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, REVOKED
+from slack_tokens.models import Status
 from slack_tokens_cli.errors import OK
 from slack_tokens_cli.output import Out, parse_duration, table
 from slack_tokens_cli.pairs import FILTERS, PairRow, listing, select
 from slack_tokens_cli.stack import Target
 
-_STYLE: dict[str, str] = {ACTIVE: "green", NEEDS_REINSTALL: "red", REVOKED: "dim"}
+_STYLE: dict[str, str] = {Status.ACTIVE: "green", Status.NEEDS_REINSTALL: "red", Status.REVOKED: "dim"}
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def render(rows: list[PairRow], now: float, out: Out) -> str:
     cells = []
     for row in rows:
         left = row.left(now)
-        soon = left is not None and row.status == ACTIVE and left < 1800
+        soon = left is not None and row.status == Status.ACTIVE and left < 1800
         status = row.status + (" (rotation pending)" if row.pending_rotation else "")
         cells.append(
             [

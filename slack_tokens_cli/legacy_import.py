@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from slack_tokens.errors import StoreError
-from slack_tokens.models import ACTIVE, PairKey, TokenPair
+from slack_tokens.models import PairKey, Status, TokenPair
 
 FIELDS = ("team_id", "enterprise_id", "token_type", "token", "user_id")
 _PREFIXES: dict[str, str] = {"bot": "xoxb-", "user": "xoxp-"}
@@ -68,7 +68,7 @@ def to_pair(row: Mapping[str, Any], now: int) -> TokenPair:
         enterprise_id=key.enterprise_id,
         is_enterprise_install=key.team_id is None,  # an org-wide install has an enterprise and no team
         user_id=key.user_id,
-        status=ACTIVE,
+        status=Status.ACTIVE,
         updated_at=now,
     )
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, REVOKED, PairKey, parse_version_id
+from slack_tokens.models import PairKey, Status, parse_version_id
 from slack_tokens.store import STATUS_TAG, SecretMeta
 from slack_tokens_cli.output import duration
 from slack_tokens_cli.stack import Target
 
-STATUSES = (ACTIVE, NEEDS_REINSTALL, REVOKED)
+STATUSES = tuple(Status)
 FILTERS = (*STATUSES, "pending", "legacy", "expired")
 
 
@@ -50,7 +50,7 @@ class PairRow:
 
     def expired(self, now: float) -> bool:
         left = self.left(now)
-        return self.status == ACTIVE and left is not None and left <= 0
+        return self.status == Status.ACTIVE and left is not None and left <= 0
 
     def expires_in(self, now: float) -> str:
         left = self.left(now)
@@ -89,12 +89,12 @@ def _row(meta: SecretMeta, prefix: str, retired_at: str | None = None) -> PairRo
     if key is None:
         return None
     info = parse_version_id(meta.current) if meta.current else None
-    status = info.status if info is not None else meta.tags.get(STATUS_TAG, ACTIVE)
+    status = info.status if info is not None else meta.tags.get(STATUS_TAG, Status.ACTIVE)
     return PairRow(
         name=meta.name,
         key=key,
         expires_at=info.expires_at if info is not None else None,
-        status=REVOKED if meta.deleted else status,
+        status=Status.REVOKED if meta.deleted else status,
         pending_rotation=meta.unpromoted is not None,
         current_version=meta.current,
         retired_at=retired_at,
@@ -136,7 +136,7 @@ def select(
             continue
         if status is not None and not _has(row, status, now):
             continue
-        if within is not None and (row.status != ACTIVE or (left := row.left(now)) is None or left > within):
+        if within is not None and (row.status != Status.ACTIVE or (left := row.left(now)) is None or left > within):
             continue
         chosen.append(row)
     return chosen

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from slack_tokens.models import ACTIVE, parse_version_id
+from slack_tokens.models import Status, parse_version_id
 from slack_tokens.state import StateSigner
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, STATE_KEY, App, configure
 from tests.support.observed import callback_outcomes
@@ -73,7 +73,7 @@ def test_bot_install_stores_one_pair_in_the_documented_format(app: App) -> None:
     assert stored["team_id"] == "T0001" and stored["enterprise_id"] is None
     assert stored["is_enterprise_install"] is False
     assert stored["bot_user_id"] == "B0001" and stored["app_id"] == "A0001"
-    assert stored["status"] == ACTIVE
+    assert stored["status"] == Status.ACTIVE
     assert app.slack.is_refresh_token_valid(stored["refresh_token"])
     assert tags_of(app, "slack/tokens/team/T0001/bot") == {
         "slack:token_type": "bot",
@@ -306,7 +306,7 @@ def test_an_install_still_succeeds_when_auth_test_fails(app: App, fault: dict[st
 
     assert response["statusCode"] == 200 and "Installed" in response["body"]
     stored = app.stored(BOT_SECRET)
-    assert stored["bot_id"] is None and stored["status"] == ACTIVE
+    assert stored["bot_id"] is None and stored["status"] == Status.ACTIVE
     assert app.slack.is_refresh_token_valid(stored["refresh_token"])
 
 

@@ -7,14 +7,7 @@ import json
 import pytest
 
 from slack_tokens.errors import CorruptSecretError
-from slack_tokens.models import (
-    ACTIVE,
-    NEEDS_REINSTALL,
-    PairKey,
-    TokenPair,
-    new_version_id,
-    parse_version_id,
-)
+from slack_tokens.models import PairKey, Status, TokenPair, new_version_id, parse_version_id
 
 P = "slack/tokens/"
 
@@ -81,14 +74,14 @@ def test_tags_name_the_installation() -> None:
 
 
 def test_version_ids_carry_status_and_expiry() -> None:
-    vid = new_version_id(ACTIVE, 1767225600)
+    vid = new_version_id(Status.ACTIVE, 1767225600)
 
     assert 32 <= len(vid) <= 64
     assert parse_version_id(vid).expires_at == 1767225600  # type: ignore[union-attr]
-    assert parse_version_id(vid).status == ACTIVE  # type: ignore[union-attr]
-    legacy = parse_version_id(new_version_id(NEEDS_REINSTALL, None))
-    assert legacy is not None and legacy.expires_at is None and legacy.status == NEEDS_REINSTALL
-    assert new_version_id(ACTIVE, 1) != new_version_id(ACTIVE, 1)
+    assert parse_version_id(vid).status == Status.ACTIVE  # type: ignore[union-attr]
+    legacy = parse_version_id(new_version_id(Status.NEEDS_REINSTALL, None))
+    assert legacy is not None and legacy.expires_at is None and legacy.status == Status.NEEDS_REINSTALL
+    assert new_version_id(Status.ACTIVE, 1) != new_version_id(Status.ACTIVE, 1)
     assert parse_version_id("3f2a0b1c-0000-4000-8000-000000000000") is None
 
 

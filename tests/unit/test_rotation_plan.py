@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, new_version_id
+from slack_tokens.models import Status, new_version_id
 from slack_tokens.rotation import is_due, plan, spread
 from slack_tokens.store import SecretMeta
 
@@ -35,11 +35,11 @@ def test_due_means_within_the_margin_plus_the_pairs_spread() -> None:
 
 
 def test_plan_takes_due_and_unknown_pairs_most_urgent_first_and_skips_the_rest() -> None:
-    soon = new_version_id(ACTIVE, NOW + 600)
-    sooner = new_version_id(ACTIVE, NOW + 60)
-    later = new_version_id(ACTIVE, NOW + 40_000)
-    legacy = new_version_id(ACTIVE, None)
-    broken = new_version_id(NEEDS_REINSTALL, NOW)
+    soon = new_version_id(Status.ACTIVE, NOW + 600)
+    sooner = new_version_id(Status.ACTIVE, NOW + 60)
+    later = new_version_id(Status.ACTIVE, NOW + 40_000)
+    legacy = new_version_id(Status.ACTIVE, None)
+    broken = new_version_id(Status.NEEDS_REINSTALL, NOW)
     hand_edited = "3f2a0b1c-0000-4000-8000-000000000000"
     metas = [
         meta("team/T1/bot", soon),
@@ -58,8 +58,8 @@ def test_plan_takes_due_and_unknown_pairs_most_urgent_first_and_skips_the_rest()
 
 
 def test_an_unpromoted_rotation_is_planned_even_when_not_due() -> None:
-    current = new_version_id(ACTIVE, NOW + 40_000)
-    pending = new_version_id(ACTIVE, NOW + 43_000)
+    current = new_version_id(Status.ACTIVE, NOW + 40_000)
+    pending = new_version_id(Status.ACTIVE, NOW + 43_000)
 
     (candidate,) = plan([meta("team/T1/bot", current, pending)], P, NOW, MARGIN)
 
@@ -67,7 +67,7 @@ def test_an_unpromoted_rotation_is_planned_even_when_not_due() -> None:
 
 
 def test_a_pending_version_older_than_current_is_a_leftover_and_not_read() -> None:
-    current = new_version_id(ACTIVE, NOW + 40_000)  # e.g. a reinstall after that rotation
-    leftover = new_version_id(ACTIVE, NOW + 30_000)
+    current = new_version_id(Status.ACTIVE, NOW + 40_000)  # e.g. a reinstall after that rotation
+    leftover = new_version_id(Status.ACTIVE, NOW + 30_000)
 
     assert plan([meta("team/T1/bot", current, leftover)], P, NOW, MARGIN) == []

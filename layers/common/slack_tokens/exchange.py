@@ -29,7 +29,7 @@ from slack_tokens import errors
 from slack_tokens.config import AppCredentials
 from slack_tokens.guard import RunGuard
 from slack_tokens.handover import Handover
-from slack_tokens.models import ACTIVE, NEEDS_REINSTALL, REVOKED, OAuthAccess, PairKey, TokenPair, parse_version_id
+from slack_tokens.models import OAuthAccess, PairKey, Status, TokenPair, parse_version_id
 from slack_tokens.observability import logger
 from slack_tokens.outcomes import ExchangeSummary, Outcome, PairResult, store_failure
 from slack_tokens.rotation import LEGACY_FIELD, SAFETY
@@ -63,7 +63,7 @@ def plan(metas: Iterable[SecretMeta], prefix: str) -> list[str]:
         if meta.deleted or PairKey.from_secret_name(prefix, meta.name) is None:
             continue
         info = parse_version_id(meta.current) if meta.current else None
-        if info is None or (info.status == ACTIVE and info.expires_at is None):  # unknown versions: read to see
+        if info is None or (info.status == Status.ACTIVE and info.expires_at is None):  # unknown versions: read to see
             names.append(meta.name)
     return sorted(names)
 
@@ -86,7 +86,7 @@ def exchanged(old: TokenPair, answer: OAuthAccess, *, legacy_version: str, now: 
         app_id=old.app_id or fresh.app_id,
         team_name=old.team_name or fresh.team_name,
         enterprise_name=old.enterprise_name or fresh.enterprise_name,
-        status=ACTIVE,
+        status=Status.ACTIVE,
         status_reason=None,
         updated_at=now,
         rotated_from=legacy_version,
@@ -96,9 +96,9 @@ def exchanged(old: TokenPair, answer: OAuthAccess, *, legacy_version: str, now: 
 
 def held_back(current: StoredPair) -> Outcome | None:
     """Why this pair is not exchanged (``None``: it is a legacy pair to exchange)."""
-    if current.pair.status == NEEDS_REINSTALL:
+    if current.pair.status == Status.NEEDS_REINSTALL:
         return Outcome(current.name, PairResult.AWAITING_REINSTALL, current.pair.status_reason)
-    if current.pair.status == REVOKED:
+    if current.pair.status == Status.REVOKED:
         return Outcome(current.name, PairResult.RETIRED, current.pair.status_reason)
     if not current.pair.is_legacy:
         return Outcome(current.name, PairResult.NOT_LEGACY)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from slack_tokens import errors
-from slack_tokens.models import NEEDS_REINSTALL, REVOKED, TokenPair
+from slack_tokens.models import Status, TokenPair
 from slack_tokens.observability import logger
 from slack_tokens.outcomes import Outcome, PairResult
 from slack_tokens.store import StoredPair, TokenStore
@@ -116,15 +116,15 @@ class Handover:
             if meta.deleted:  # retired already (its value cannot even be read until it is restored)
                 return Outcome(meta.name, PairResult.ALREADY_RETIRED)
             current = self._store.read(meta.name)
-            if current.pair.status == REVOKED:
+            if current.pair.status == Status.REVOKED:
                 if not meta.deleted:
                     self._store.schedule_deletion(meta.name, recovery_days=recovery_days, deadline=end)
                 return Outcome(meta.name, PairResult.ALREADY_RETIRED)
-            marked = current.pair.with_status(REVOKED, reason, int(self._clock()))
+            marked = current.pair.with_status(Status.REVOKED, reason, int(self._clock()))
             version = self._store.stage(meta.name, marked, deadline=end)
             outcome = self.promote(meta.name, version, current.version_id, end, PairResult.RETIRED_NOW)
             if outcome.result is PairResult.RETIRED_NOW:
-                self._store.set_status_tag(meta.name, REVOKED, deadline=end)
+                self._store.set_status_tag(meta.name, Status.REVOKED, deadline=end)
                 self._store.schedule_deletion(meta.name, recovery_days=recovery_days, deadline=end)
                 logger.info("token pair retired", extra={"secret_name": meta.name, "reason": reason})
                 return outcome
@@ -141,12 +141,12 @@ class Handover:
         The mark is written like any other pair (staged, then compare-and-swap from ``current``): a reinstall that
         lands meanwhile must never be overwritten by a dead pair.
         """
-        marked = current.pair.with_status(NEEDS_REINSTALL, reason, int(self._clock()))
+        marked = current.pair.with_status(Status.NEEDS_REINSTALL, reason, int(self._clock()))
         version = self._store.stage(current.name, marked, deadline=end)
         outcome = self.promote(current.name, version, current.version_id, end, PairResult.NEEDS_REINSTALL)
         if outcome.result is PairResult.SUPERSEDED:
             return outcome
-        self._store.set_status_tag(current.name, NEEDS_REINSTALL, deadline=end)
+        self._store.set_status_tag(current.name, Status.NEEDS_REINSTALL, deadline=end)
         logger.error(
             "token pair needs a reinstall",
             extra={

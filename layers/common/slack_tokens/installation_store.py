@@ -39,7 +39,7 @@ from slack_sdk.oauth.installation_store import Bot, Installation, InstallationSt
 
 from slack_tokens.config import DEFAULT_PREFIX
 from slack_tokens.errors import SlackTokensError
-from slack_tokens.models import ACTIVE, PairKey, TokenPair
+from slack_tokens.models import PairKey, Status, TokenPair
 
 DEFAULT_CACHE_SECONDS = 60.0
 DEFAULT_RECOVERY_WINDOW_DAYS = 7
@@ -248,7 +248,7 @@ class SecretsManagerInstallationStore(InstallationStore):
             pair = self._store.read(name).pair
         except SecretNotFoundError:
             return None  # not installed (or deleted): the normal answer for most lookups, not worth a log line
-        if pair.status != ACTIVE:
+        if pair.status != Status.ACTIVE:
             self._tell_once(name, pair.status)
             return None
         return pair

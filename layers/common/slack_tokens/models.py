@@ -28,8 +28,6 @@ class Status(StrEnum):
     REVOKED = "revoked"  # retired: the app was uninstalled or the tokens revoked; never refreshed, no alarm
 
 
-ACTIVE, NEEDS_REINSTALL, REVOKED = Status.ACTIVE, Status.NEEDS_REINSTALL, Status.REVOKED
-
 SCHEMA_VERSION = 1
 
 # Slack ids are short upper-case alphanumerics (T…, E…, U…, W…, B…, A…). Anything else is refused before it can

@@ -45,16 +45,7 @@ from slack_tokens import errors
 from slack_tokens.config import AppCredentials
 from slack_tokens.guard import Noted, RunGuard
 from slack_tokens.handover import Handover
-from slack_tokens.models import (
-    ACTIVE,
-    NEEDS_REINSTALL,
-    REVOKED,
-    PairKey,
-    RefreshedToken,
-    TokenPair,
-    VersionInfo,
-    parse_version_id,
-)
+from slack_tokens.models import PairKey, RefreshedToken, Status, TokenPair, VersionInfo, parse_version_id
 from slack_tokens.observability import logger
 from slack_tokens.outcomes import Outcome, PairResult, Summary, store_failure
 from slack_tokens.slack_client import SlackClient
@@ -106,7 +97,11 @@ def plan(metas: Iterable[SecretMeta], prefix: str, now: int, margin: int) -> lis
             due.append(Candidate(meta.name, current, unpromoted, info.expires_at if info else None))
         elif info is None:  # a version we did not write (edited by hand?): read it to find out
             due.append(Candidate(meta.name, current, None, None))
-        elif info.status == ACTIVE and info.expires_at is not None and is_due(info.expires_at, now, margin, meta.name):
+        elif (
+            info.status == Status.ACTIVE
+            and info.expires_at is not None
+            and is_due(info.expires_at, now, margin, meta.name)
+        ):
             due.append(Candidate(meta.name, current, None, info.expires_at))
     return sorted(due, key=lambda c: (c.expires_at is not None, c.expires_at or 0))
 
@@ -137,7 +132,7 @@ def refreshed(
         refresh_token=new_refresh,
         expires_at=expires_at,
         scope=scope or old.scope,
-        status=ACTIVE,
+        status=Status.ACTIVE,
         status_reason=None,
         updated_at=now,
         rotated_from=rotated_from,
@@ -346,9 +341,9 @@ class Rotator:
     def _held_back(self, current: StoredPair, end: float, *, force: bool) -> Outcome | None:
         """Why this pair is not refreshed now (``None``: it is)."""
         pair, name = current.pair, current.name
-        if pair.status == NEEDS_REINSTALL:
+        if pair.status == Status.NEEDS_REINSTALL:
             return Outcome(name, PairResult.AWAITING_REINSTALL, pair.status_reason)
-        if pair.status == REVOKED:
+        if pair.status == Status.REVOKED:
             return Outcome(name, PairResult.RETIRED, pair.status_reason)
         if pair.is_legacy:
             return Outcome(name, PairResult.LEGACY)
