@@ -1,6 +1,6 @@
 """AWS and Slack calls per successful callback, in one warm process against moto server and the fake Slack.
 
-The real handlers run through ``tests.support.lambda_runtime`` with the app ``tests.conftest`` drives in the
+The real handlers run through ``sandbox.lambda_runtime`` with the app ``sandbox.app`` drives in the
 integration tests (``App``, ``configure``). Secrets Manager calls are counted with a botocore hook on the client
 the layer builds (``entrypoints.secretsmanager_client()``): ``before-call`` once per API call, ``before-send``
 once per HTTP attempt (so retries show). Slack calls are what the fake Slack recorded.
@@ -152,11 +152,11 @@ def run(options: Options, report: Report) -> None:
     paths.ensure_import_paths()
     import pytest
 
+    from sandbox.app import CLIENT_ID, CLIENT_SECRET, App, Browser, configure
+    from sandbox.aws import MotoServer
+    from sandbox.fake_slack import FakeSlack
+    from sandbox.lambda_runtime import load_handler
     from slack_tokens import entrypoints
-    from tests.conftest import CLIENT_ID, CLIENT_SECRET, App, Browser, configure
-    from tests.support.aws import MotoServer
-    from tests.support.fake_slack import FakeSlack
-    from tests.support.lambda_runtime import load_handler
 
     scenarios = (
         Scenario("first install (bot)", tuple(f"T1{n:03d}" for n in range(K)), "", 1),

@@ -11,7 +11,7 @@ FUNCTIONS = ROOT / "functions"
 
 
 def ensure_import_paths() -> None:
-    """Make ``slack_tokens`` (the layer) and ``tests.support`` (the fakes) importable."""
+    """Make ``slack_tokens`` (the layer) and ``sandbox`` (the fakes) importable."""
     for path in (str(LAYER), str(ROOT)):
         if path not in sys.path:
             sys.path.insert(0, path)

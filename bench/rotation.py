@@ -35,7 +35,7 @@ class _Clock:
 @register("rotation", "Rotation throughput: due pairs refreshed per minute under Slack's 600/min limit")
 def run(options: Options, report: Report) -> None:
     paths.ensure_import_paths()
-    from tests.support.aws import MotoServer
+    from sandbox.aws import MotoServer
 
     pairs = 200 if options.quick else 1000
     server = MotoServer().start()
@@ -58,8 +58,8 @@ def run(options: Options, report: Report) -> None:
 
 def _seed(slack: Any, store: Any, clock: _Clock, pairs: int) -> None:
     """``pairs`` bot installs through the fake's real code grant, so every refresh token is one it knows."""
+    from sandbox.app import CLIENT_ID, CLIENT_SECRET
     from slack_tokens.slack_client import SlackClient
-    from tests.conftest import CLIENT_ID, CLIENT_SECRET
 
     seeder = SlackClient(slack.api_url)
     for i in range(pairs):
@@ -80,6 +80,9 @@ def _seed(slack: Any, store: Any, clock: _Clock, pairs: int) -> None:
 
 def _measure(server: Any, pairs: int, latency: float, report: Report) -> list[str]:
     from local.template import Template
+    from sandbox.app import CLIENT_ID, CLIENT_SECRET, GUARD_TABLE, PREFIX
+    from sandbox.aws import create_table
+    from sandbox.fake_slack import FakeSlack
     from slack_tokens.config import AppCredentials
     from slack_tokens.guard import RunGuard
     from slack_tokens.guard import make_client as make_guard_client
@@ -87,9 +90,6 @@ def _measure(server: Any, pairs: int, latency: float, report: Report) -> list[st
     from slack_tokens.rotation import Rotator
     from slack_tokens.slack_client import RetryPolicy, SlackClient
     from slack_tokens.store import TokenStore, make_client
-    from tests.conftest import CLIENT_ID, CLIENT_SECRET, GUARD_TABLE, PREFIX
-    from tests.support.aws import create_table
-    from tests.support.fake_slack import FakeSlack
 
     server.reset()
     clock = _Clock()

@@ -1,6 +1,6 @@
 """The deployed world, played on 127.0.0.1 for the crash benchmarks: moto server with the run guard's table and the
 app credentials secret, the fake Slack, workspaces installed through the callback's write path, and RotateFunction
-runs as real processes (``tests.support.rotate_process``) configured as the template configures them.
+runs as real processes (``sandbox.rotate_process``) configured as the template configures them.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ class World:
         sys.path[:0] = [p for p in (str(ROOT / "layers" / "common"), str(ROOT)) if p not in sys.path]
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's request log
         from local.template import Template
+        from sandbox.app import CLIENT_ID, CLIENT_SECRET, GUARD_TABLE, PREFIX
+        from sandbox.aws import MotoServer, create_table
+        from sandbox.fake_slack import FakeSlack
         from slack_tokens.slack_client import SlackClient
         from slack_tokens.store import TokenStore
-        from tests.conftest import CLIENT_ID, CLIENT_SECRET, GUARD_TABLE, PREFIX
-        from tests.support.aws import MotoServer, create_table
-        from tests.support.fake_slack import FakeSlack
 
         self.moto = MotoServer().start()
         self.moto.reset()  # moto keeps its state per process: a second World starts from an empty account
@@ -88,9 +88,9 @@ class World:
         return self.store.save_installation(access.pairs()[0], deadline=time.monotonic() + 20).name
 
     def rotator(self, *args: str, out: IO[bytes] | int = subprocess.PIPE) -> subprocess.Popen[bytes]:
-        """One RotateFunction run in its own process (``tests.support.rotate_process`` arguments)."""
+        """One RotateFunction run in its own process (``sandbox.rotate_process`` arguments)."""
         return subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [sys.executable, "-m", "tests.support.rotate_process", *args],
+            [sys.executable, "-m", "sandbox.rotate_process", *args],
             cwd=ROOT,
             env=self.env,
             stdout=out,

@@ -4,7 +4,7 @@
 
 * moto's Secrets Manager server on 127.0.0.1, reached by the functions through ``AWS_ENDPOINT_URL``, holding the
   template's two configuration secrets;
-* a Slack sandbox on 127.0.0.1 (``tests/support/fake_slack.py``, the same fake the tests use) unless real Slack
+* a Slack sandbox on 127.0.0.1 (``sandbox/fake_slack.py``, the same fake the tests use) unless real Slack
   credentials are given;
 * a local HTTP API that serves every ``HttpApi`` route of ``template.yaml`` as API Gateway would (payload 2.0),
   invoking the handlers in-process with their template environment and a Lambda-like context;

@@ -24,18 +24,15 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from local.console import Console
 from local.template import ACCOUNT_ID, Route, Throttle
+from sandbox.http_server import Answer, HttpServer, Request
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # HTTP API's payload limit
 _TEXT_TYPES = (
@@ -47,13 +44,6 @@ _TEXT_TYPES = (
 )
 
 Invoke = Callable[[str, dict[str, Any]], Any]
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
 
 
 def to_event(
@@ -70,35 +60,57 @@ def to_event(
 ) -> dict[str, Any]:
     """The payload 2.0 event API Gateway would send for this request (``target``: path and query as sent)."""
     parts = urlsplit(target)
-    raw_path, raw_query = parts.path or "/", parts.query
+    raw_path = parts.path or "/"
+    joined, cookies = _joined_headers(headers, source_ip=source_ip, now=now)
+    event: dict[str, Any] = {"version": "2.0", "routeKey": route.route_key, "rawPath": raw_path}
+    event["rawQueryString"] = parts.query
+    if cookies:
+        event["cookies"] = cookies
+    event["headers"] = joined
+    query = _joined(parse_qsl(parts.query, keep_blank_values=True))
+    if query:
+        event["queryStringParameters"] = query
+    event["requestContext"] = _request_context(
+        method, raw_path, joined, route=route, source_ip=source_ip, request_id=request_id, now=now
+    )
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    return event | _body_fields(body, joined.get("content-type", ""))
+
+
+def _joined(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Repeated names joined with commas, as API Gateway joins repeated headers and query keys."""
     joined: dict[str, str] = {}
-    cookies: list[str] = []
-    for name, value in headers:
-        key = name.lower()
-        if key == "cookie":
-            cookies += [c.strip() for c in value.split(";") if c.strip()]
-            continue
+    for key, value in pairs:
         joined[key] = f"{joined[key]},{value}" if key in joined else value
+    return joined
+
+
+def _joined_headers(
+    headers: Iterable[tuple[str, str]], *, source_ip: str, now: float
+) -> tuple[dict[str, str], list[str]]:
+    """(lower-case headers with the ones API Gateway adds, every cookie of every ``Cookie`` header)."""
+    cookies: list[str] = []
+    others: list[tuple[str, str]] = []
+    for name, value in headers:
+        if name.lower() == "cookie":
+            cookies += [c.strip() for c in value.split(";") if c.strip()]
+        else:
+            others.append((name.lower(), value))
+    joined = _joined(others)
     host = joined.get("host", "localhost")
     joined.setdefault("x-forwarded-for", source_ip)
     joined.setdefault("x-forwarded-proto", "http")
     joined.setdefault("x-forwarded-port", host.rpartition(":")[2] if ":" in host else "80")
     joined.setdefault("x-amzn-trace-id", f"Root=1-{int(now):08x}-{secrets.token_hex(12)}")
-    query: dict[str, str] = {}
-    for key, value in parse_qsl(raw_query, keep_blank_values=True):
-        query[key] = f"{query[key]},{value}" if key in query else value
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": route.route_key,
-        "rawPath": raw_path,
-        "rawQueryString": raw_query,
-    }
-    if cookies:
-        event["cookies"] = cookies
-    event["headers"] = joined
-    if query:
-        event["queryStringParameters"] = query
-    event["requestContext"] = {
+    return joined, cookies
+
+
+def _request_context(
+    method: str, raw_path: str, headers: dict[str, str], *, route: Route, source_ip: str, request_id: str, now: float
+) -> dict[str, Any]:
+    host = headers.get("host", "localhost")
+    return {
         "accountId": ACCOUNT_ID,
         "apiId": "local",
         "domainName": host,
@@ -108,7 +120,7 @@ def to_event(
             "path": raw_path,
             "protocol": "HTTP/1.1",
             "sourceIp": source_ip,
-            "userAgent": joined.get("user-agent", ""),
+            "userAgent": headers.get("user-agent", ""),
         },
         "requestId": request_id,
         "routeKey": route.route_key,
@@ -116,27 +128,25 @@ def to_event(
         "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
         "timeEpoch": int(now * 1000),
     }
-    if path_parameters:
-        event["pathParameters"] = path_parameters
-    if body:
-        content_type = joined.get("content-type", "").lower()
-        if content_type.startswith(_TEXT_TYPES):
-            try:
-                event["body"], event["isBase64Encoded"] = body.decode("utf-8"), False
-            except UnicodeDecodeError:
-                event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode("ascii"), True
-        else:
-            event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode("ascii"), True
-    else:
-        event["isBase64Encoded"] = False
-    return event
 
 
-def to_response(result: Any) -> HttpResponse:
+def _body_fields(body: bytes, content_type: str) -> dict[str, Any]:
+    """``body`` as text when its content type is text and it decodes as UTF-8, else base64."""
+    if not body:
+        return {"isBase64Encoded": False}
+    if content_type.lower().startswith(_TEXT_TYPES):
+        try:
+            return {"body": body.decode("utf-8"), "isBase64Encoded": False}
+        except UnicodeDecodeError:
+            pass
+    return {"body": base64.b64encode(body).decode("ascii"), "isBase64Encoded": True}
+
+
+def to_response(result: Any) -> Answer:
     """The HTTP response API Gateway makes of a payload 2.0 function result."""
     if not isinstance(result, dict) or "statusCode" not in result:
         inferred = result if isinstance(result, str) else json.dumps(result)
-        return HttpResponse(200, [("Content-Type", "application/json")], inferred.encode("utf-8"))
+        return Answer(200, [("Content-Type", "application/json")], inferred.encode("utf-8"))
     try:
         status = int(result["statusCode"])
         if not 100 <= status <= 599:
@@ -147,11 +157,11 @@ def to_response(result: Any) -> HttpResponse:
         body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode("utf-8")
     except (TypeError, ValueError, AttributeError):
         return _message(500, "Internal Server Error")
-    return HttpResponse(status, headers, body)
+    return Answer(status, headers, body)
 
 
-def _message(status: int, message: str) -> HttpResponse:
-    return HttpResponse(status, [("Content-Type", "application/json")], json.dumps({"message": message}).encode())
+def _message(status: int, message: str) -> Answer:
+    return Answer(status, [("Content-Type", "application/json")], json.dumps({"message": message}).encode())
 
 
 class TokenBucket:
@@ -191,10 +201,10 @@ class HttpApi:
         self._buckets: dict[str, TokenBucket] = {}
         self.use_routes(routes)
         self._invoke = invoke
-        self._address = (host, port)
         self._console = console
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self.max_body_bytes = MAX_BODY_BYTES
+        # HTTP/1.0: one request per connection, so no idle keep-alive connection outlives stop().
+        self._server = HttpServer(self, name="local-http-api", host=host, port=port)
 
     def use_routes(self, routes: Sequence[Route]) -> None:
         """Serve these routes (the template's, once its parameters are resolved: a throttle may depend on them)."""
@@ -203,35 +213,19 @@ class HttpApi:
 
     def bind(self) -> HttpApi:
         """Take the port (so its number is known) without serving yet. ``OSError`` when it is in use."""
-        if self._server is None:
-            self._server = _Server(self._address, self)
+        self._server.bind()
         return self
 
     def start(self) -> HttpApi:
-        self.bind()
-        server = cast(_Server, self._server)
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="local-http-api", daemon=True
-        )
-        self._thread.start()
+        self._server.start(poll_interval=0.1)
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        if thread is not None:
-            server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
+        self._server.stop()
 
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the HTTP API is not running")
-        return int(self._server.server_address[1])
+        return self._server.port
 
     def route_for(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         for route in self.routes:
@@ -240,9 +234,16 @@ class HttpApi:
                 return route, parameters
         return None
 
-    def handle(
-        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str
-    ) -> HttpResponse:
+    def answer(self, request: Request) -> Answer:
+        """The answer to one HTTP request (``sandbox.http_server`` calls it)."""
+        headers = list(request.headers.items())
+        return self.handle(request.method, request.target, headers, request.body, request.client_ip)
+
+    def refuse(self, status: int) -> Answer:
+        messages = {411: "Length Required", 400: "Bad Request", 413: "Request Entity Too Large"}
+        return _message(status, messages[status])
+
+    def handle(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, source_ip: str) -> Answer:
         started = time.monotonic()
         request_id = secrets.token_urlsafe(11)
         path = urlsplit(target).path or "/"
@@ -279,67 +280,3 @@ class HttpApi:
                 "http-api", f"{method} {path} -> {response.status} {function} ({elapsed:.0f} ms)", level=level
             )
         return response
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], api: HttpApi) -> None:
-        self.api = api
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves a host name (getfqdn), which can be slow; nothing here needs it.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
-
-    def handle_error(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
-        """A client that went away is normal; nothing to print."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.0: one request per connection, so no idle keep-alive connection outlives stop().
-    server_version = "local-http-api"
-    sys_version = ""
-    timeout = 30.0
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: the request line carries the query string (OAuth codes). HttpApi logs its own line."""
-
-    def _serve(self) -> None:
-        api = cast(_Server, self.server).api
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self._send(_message(411, "Length Required"))
-            return
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self._send(_message(400, "Bad Request"))
-            return
-        if length > MAX_BODY_BYTES:
-            self._send(_message(413, "Request Entity Too Large"))
-            return
-        body = self.rfile.read(length) if length else b""
-        target = self.path
-        if "://" in target:  # absolute-form request target
-            parts = urlsplit(target)
-            target = parts.path + (f"?{parts.query}" if parts.query else "")
-        self._send(api.handle(self.command, target, list(self.headers.items()), body, self.client_address[0]))
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
-
-    def _send(self, response: HttpResponse) -> None:
-        try:
-            self.send_response(response.status)
-            names = {name.lower() for name, _ in response.headers}
-            for name, value in response.headers:
-                self.send_header(name, value)
-            if "content-length" not in names:
-                self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
-        except OSError:  # the client went away
-            self.close_connection = True

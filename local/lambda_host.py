@@ -30,7 +30,7 @@ from typing import Any, TextIO
 from local import mount_layers
 from local.console import Console, FunctionOutput
 from local.template import ACCOUNT_ID, REGION, Function
-from tests.support.lambda_runtime import LambdaContext, load_module
+from sandbox.lambda_runtime import LambdaContext, load_module
 
 Handler = Callable[[Any, Any], Any]
 

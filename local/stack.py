@@ -38,11 +38,11 @@ from local.lambda_api import LambdaApi
 from local.lambda_host import FunctionHost
 from local.scheduler import Scheduler
 from local.template import STACK_NAME, TEMPLATE_PATH, Function, Schedule, Template, TemplateError
+from sandbox.aws import MotoServer, create_table, endpoint_env, secretsmanager_client
+from sandbox.fake_slack import FakeSlack
 from slack_tokens import entrypoints
 from slack_tokens.store import TokenStore
 from slack_tokens_cli.pairs import PairRow, pair_rows
-from tests.support.aws import MotoServer, create_table, endpoint_env, secretsmanager_client
-from tests.support.fake_slack import FakeSlack
 
 SANDBOX_CLIENT_ID = "1111111111.2222222222"
 SANDBOX_CLIENT_SECRET = "sandboxsecret0123456789abcdef"  # the sandbox's own made-up app; not a secret anywhere

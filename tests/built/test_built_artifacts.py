@@ -142,12 +142,19 @@ def test_layer_holds_exactly_the_locked_packages_and_nothing_of_the_checkout(bui
     leaked = [
         str(p.relative_to(python))
         for p in python.rglob("*")
-        if p.name in {"build", "tests", ".pytest_cache", ".mypy_cache"}
+        if p.name in {"build", "tests", "sandbox", ".pytest_cache", ".mypy_cache"}
         or p.name.endswith(".egg-info")
         or p.name.startswith("requirements")
     ]
     assert leaked == []
     assert not (python / "bin").exists()
+
+
+@pytest.mark.parametrize("artifact", ["SharedLayer/python", *sorted(FUNCTIONS)])
+def test_no_artifact_can_import_the_sandbox_or_the_checkouts_tools(build: Path, artifact: str) -> None:
+    """``sandbox/`` (the fakes), ``local/``, ``bench/`` and ``tests/`` sit beside the product, never inside it."""
+    root = build / artifact
+    assert [name for name in ("sandbox", "local", "bench", "tests") if (root / name).exists()] == []
 
 
 def test_checks_catch_a_timestamp_pyc_and_a_missing_one(tmp_path: Path) -> None:

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from sandbox.app import PREFIX, App
+from sandbox.lambda_runtime import ROOT, LambdaContext, load_module
 from slack_tokens import entrypoints
-from tests.conftest import PREFIX, App, LogCapture
-from tests.support.lambda_runtime import ROOT, LambdaContext, load_module
+from tests.conftest import LogCapture
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"  # a made-up signing secret of the fake Slack app
 BOT = f"{PREFIX}team/T0001/bot"

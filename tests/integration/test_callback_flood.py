@@ -113,7 +113,7 @@ def sweep_in_its_own_process(stack: LocalStack) -> dict[str, Any]:
         "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)]),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "tests.support.rotate_process", "--timeout", "900"],
+        [sys.executable, "-m", "sandbox.rotate_process", "--timeout", "900"],
         cwd=ROOT,
         env=environment,
         capture_output=True,

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from sandbox.app import STATE_KEY, App
 from slack_tokens.state import COOKIE_NAME, StateSigner
-from tests.conftest import STATE_KEY, App
 from tests.support.observed import callback_outcomes
 
 INSTALL_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/slack/install"

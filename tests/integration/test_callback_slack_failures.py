@@ -1,7 +1,7 @@
 """The callback when Slack or Secrets Manager fails: the right page and log line, retries only where they help.
 
 Slack's failures are injected with the fake's ``fail_next`` knob; Secrets Manager's with a botocore event hook on
-the handlers' own cached client (``tests.support.aws_faults``), so the store meets a real ``ClientError`` raised
+the handlers' own cached client (``sandbox.aws_faults``), so the store meets a real ``ClientError`` raised
 inside a real botocore call.
 """
 
@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from sandbox.app import CLIENT_ID, CLIENT_SECRET, App
+from sandbox.aws_faults import throttled_create_secret
 from slack_tokens import entrypoints
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, App, LogCapture
-from tests.support.aws_faults import throttled_create_secret
+from tests.conftest import LogCapture
 from tests.support.observed import callback_outcomes
 
 ACCESS = "oauth.v2.access"

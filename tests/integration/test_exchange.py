@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 
+from sandbox.app import CLIENT_ID, CLIENT_SECRET, PREFIX, App
+from sandbox.lambda_runtime import invoke, load_event
 from slack_tokens import entrypoints
 from slack_tokens.slack_client import SlackClient
 from slack_tokens.store import TokenStore, make_client
 from slack_tokens_cli.cmd_import import render
 from slack_tokens_cli.legacy_import import import_pairs, read_file
 from slack_tokens_cli.output import Out
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, PREFIX, App, LogCapture
-from tests.support.lambda_runtime import invoke, load_event
+from tests.conftest import LogCapture
 
 
 def import_file(path: Path) -> tuple[bool, str]:

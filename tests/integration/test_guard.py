@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
+from sandbox.app import GUARD_TABLE, App
+from sandbox.aws import dynamodb_client
 from slack_tokens import entrypoints
 from slack_tokens.guard import GuardState, Noted, RunGuard, Verdict
-from tests.conftest import GUARD_TABLE, App
-from tests.support.aws import dynamodb_client
 
 TTL = 6.0  # renewals every 2 s: short enough for these tests, long enough for a busy machine
 

@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from sandbox.app import CLIENT_ID, CLIENT_SECRET, STATE_KEY, App, configure
 from slack_tokens.models import Status, parse_version_id
 from slack_tokens.state import StateSigner
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, STATE_KEY, App, configure
 from tests.support.observed import callback_outcomes
 
 CALLBACK = "https://abc123.execute-api.us-east-1.amazonaws.com/slack/oauth_redirect"

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from slack_sdk.oauth.installation_store import Installation
 
+from sandbox.app import PREFIX, App
 from slack_tokens import entrypoints
 from slack_tokens.installation_store import SaveRefusedError, SecretsManagerInstallationStore
-from tests.conftest import PREFIX, App, LogCapture
+from tests.conftest import LogCapture
 
 BOT = f"{PREFIX}team/T0001/bot"
 USER = f"{PREFIX}team/T0001/user/U0001"

@@ -26,11 +26,12 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import pytest
 from botocore.exceptions import ClientError
 
+from sandbox.app import CLIENT_ID, CLIENT_SECRET, STATE_KEY, App
+from sandbox.aws_faults import throttled_create_secret
 from slack_tokens import entrypoints
 from slack_tokens.observability import logger as service_logger
 from slack_tokens.state import COOKIE_NAME, StateSigner
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, STATE_KEY, App, LogCapture
-from tests.support.aws_faults import throttled_create_secret
+from tests.conftest import LogCapture
 
 ACCESS = "oauth.v2.access"
 TOKEN_SHAPE = re.compile(r"xox[a-z]?[.-]")  # xoxb-, xoxp-, xoxe-, xoxe.xoxb-...: every Slack token starts so

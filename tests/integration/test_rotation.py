@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from sandbox.app import GUARD_TABLE, App
+from sandbox.aws import dynamodb_client
 from slack_tokens import entrypoints
 from slack_tokens.guard import GuardState, RunGuard
-from tests.conftest import GUARD_TABLE, App, LogCapture
-from tests.support.aws import dynamodb_client
+from tests.conftest import LogCapture
 from tests.support.observed import metric_values
 
 SHORT = 3600  # tokens minted with this lifetime are due at once (margin: 2 hours)
@@ -532,11 +533,11 @@ def test_a_pending_pair_left_from_an_older_version_is_never_promoted_over_a_rein
 
 
 def test_invalid_refresh_token_finds_and_promotes_a_pair_stored_meanwhile(due_app: App) -> None:
+    from sandbox.app import CLIENT_ID, CLIENT_SECRET
     from slack_tokens.models import TokenPair
     from slack_tokens.rotation import refreshed
     from slack_tokens.slack_client import SlackClient
     from slack_tokens.store import TokenStore
-    from tests.conftest import CLIENT_ID, CLIENT_SECRET
 
     (name,) = due_app.install_teams(["T0001"])
     client = entrypoints.secretsmanager_client()

@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, GUARD_TABLE, App
-from tests.support.aws import dynamodb_client
-from tests.support.fake_slack import FakeSlack
+from sandbox.app import CLIENT_ID, CLIENT_SECRET, GUARD_TABLE, App
+from sandbox.aws import dynamodb_client
+from sandbox.fake_slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT, LONG = 3600, 43200
@@ -60,7 +60,7 @@ def slack(clock: Clock) -> Iterator[FakeSlack]:  # overrides conftest's: this Sl
 def rotator_process(*args: str, **env: str) -> subprocess.Popen[str]:
     environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)])}
     return subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-        [sys.executable, "-m", "tests.support.rotate_process", *args],
+        [sys.executable, "-m", "sandbox.rotate_process", *args],
         cwd=ROOT,
         env=environment,
         stdout=subprocess.PIPE,

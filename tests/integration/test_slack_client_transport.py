@@ -13,10 +13,10 @@ from urllib.parse import urlencode
 import pytest
 import urllib3
 
+from sandbox.app import CLIENT_ID, CLIENT_SECRET
+from sandbox.fake_slack import FakeSlack
 from slack_tokens import errors
 from slack_tokens.slack_client import ACCESS, EXCHANGE, RetryPolicy, SlackClient, parse_oauth_access
-from tests.conftest import CLIENT_ID, CLIENT_SECRET
-from tests.support.fake_slack import FakeSlack
 
 POLICY = RetryPolicy(read_timeout=0.3, connect_timeout=0.3, backoff_base=0.01, backoff_cap=0.05)
 CREDENTIALS = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}

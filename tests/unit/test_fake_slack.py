@@ -15,7 +15,7 @@ import pytest
 import urllib3
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
-from tests.support.fake_slack import FakeSlack
+from sandbox.fake_slack import FakeSlack
 
 CLIENT_ID = "111.222"
 CLIENT_SECRET = "fake-client-secret"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox.lambda_runtime import http_event, load_event
 from slack_tokens import http
-from tests.support.lambda_runtime import http_event, load_event
 
 
 def test_sample_event_parses() -> None:

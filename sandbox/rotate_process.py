@@ -1,12 +1,12 @@
 """Run RotateFunction once in its own process, as Lambda would, optionally dying (SIGKILL) or freezing (SIGSTOP) at a
 named step of the rotation protocol, and optionally meeting seeded AWS faults.
 
-    python -m tests.support.rotate_process [--kill-at STEP | --stop-at STEP] [--nth N] [--timeout S]
+    python -m sandbox.rotate_process [--kill-at STEP | --stop-at STEP] [--nth N] [--timeout S]
                                            [--chaos SEED:REFUSE_RATE:LOSE_RATE] [--request-id ID] [--secret-id NAME]
 
 STEP is one of before_refresh, after_refresh, after_store, after_promote; ``--nth``: at its N-th occurrence (1).
 ``--chaos``: Secrets Manager and DynamoDB calls are throttled before they are sent, and writes lose their answer after
-they landed, at those rates (``tests.support.aws_faults.Chaos``). Prints the run summary as JSON, with the faults
+they landed, at those rates (``sandbox.aws_faults.Chaos``). Prints the run summary as JSON, with the faults
 injected under ``"chaos"``. The environment (AWS_ENDPOINT_URL, SLACK_*, GUARD_*) says where moto and the fake Slack
 are and how the function is configured, as the template's environment would.
 """
@@ -19,9 +19,9 @@ import json
 import os
 import signal
 
+from sandbox.aws_faults import Chaos
+from sandbox.lambda_runtime import invoke, load_handler
 from slack_tokens import entrypoints
-from tests.support.aws_faults import Chaos
-from tests.support.lambda_runtime import invoke, load_handler
 
 STEPS = ["before_refresh", "after_refresh", "after_store", "after_promote"]
 

@@ -1,6 +1,6 @@
 """A fake of Slack's OAuth v2 endpoints on 127.0.0.1, for integration tests and the local sandbox.
 
-Standard library only: a ``ThreadingHTTPServer`` in a daemon thread, bound to 127.0.0.1 on a port the OS picks.
+Served by ``sandbox.http_server`` (a threaded server in a daemon thread, on 127.0.0.1 and a port the OS picks).
 All state sits behind one lock, so the fake can be hit from many client threads at once.
 
 Endpoints (shapes and error codes follow docs.slack.dev):
@@ -35,7 +35,6 @@ The server never logs: ``log_message`` is silenced, so no token, code or secret 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import html
@@ -44,8 +43,6 @@ import math
 import random
 import re
 import secrets
-import socket
-import socketserver
 import string
 import threading
 import time
@@ -53,10 +50,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from sandbox.http_server import Answer, HttpServer, Request
 
 TokenType = Literal["bot", "user"]
 
@@ -73,7 +71,6 @@ CODE_LIFETIME_SECONDS = 600.0
 PKCE_REFRESH_LIFETIME_SECONDS = 30 * 24 * 3600.0
 RATE_LIMIT_WINDOW_SECONDS = 60.0
 MAX_BODY_BYTES = 64 * 1024
-_DRAIN_LIMIT_BYTES = 1024 * 1024  # larger bodies are not read at all; the connection is closed instead
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
@@ -138,6 +135,9 @@ class _Response:
     content_type: str
     headers: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+
+    def answer(self) -> Answer:
+        return Answer(self.status, [("Content-Type", self.content_type), *self.headers.items()], self.body)
 
 
 @dataclass(frozen=True)
@@ -276,34 +276,21 @@ class FakeSlack:
             AUTH_TEST: self._auth_test,
             POST_MESSAGE: self._post_message,
         }
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self.max_body_bytes = MAX_BODY_BYTES
+        self._server = HttpServer(self, name="FakeSlack/1.0", keep_alive=True)
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> FakeSlack:
-        if self._server is not None:
+        if self._server.running:
             raise RuntimeError("FakeSlack is already running")
         self._stopping.clear()
-        server = _Server(self)
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-slack", daemon=True
-        )
-        self._server, self._thread = server, thread
-        thread.start()
+        self._server.start(poll_interval=0.02)
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
         self._stopping.set()  # wakes up delayed answers, which then close without answering
-        server.shutdown()
-        server.server_close()
-        server.close_open_connections()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
+        self._server.stop()
 
     def __enter__(self) -> FakeSlack:
         return self.start()
@@ -315,9 +302,9 @@ class FakeSlack:
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
+        if not self._server.running:
             raise RuntimeError("FakeSlack is not running; call start() first")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     @property
     def api_url(self) -> str:
@@ -496,6 +483,26 @@ class FakeSlack:
             return record is not None and _access_problem(record, self.clock()) is None
 
     # ------------------------------------------------------------------ HTTP entry points (handler threads)
+
+    def answer(self, request: Request) -> Answer | None:
+        """The answer to one HTTP request (``sandbox.http_server`` calls it); None drops the connection."""
+        path = request.path
+        if request.method == "POST" and path.startswith(API_PREFIX):
+            response, delay = self._api_call(path.removeprefix(API_PREFIX), request.headers, request.body)
+            if delay > 0 and self._stopping.wait(delay):
+                return None  # the server is stopping: give up on the answer
+            return response.answer() if response is not None else None
+        if request.method == "POST" and path == DECISION_PATH:
+            return self._decide(request.headers.get("Content-Type"), request.body).answer()
+        if request.method == "GET" and path == AUTHORIZE_PATH:
+            return self._authorize_page(request.query).answer()
+        if path.startswith(API_PREFIX) and request.method != "POST":
+            return _slack_error("method_not_allowed", status=405, headers={"Allow": "POST"}).answer()
+        return _html_error("not_found", "Nothing here.", status=404).answer()
+
+    def refuse(self, status: int) -> Answer:
+        codes = {411: "length_required", 400: "invalid_form_data", 413: "request_too_large"}
+        return _slack_error(codes[status], status=status).answer()
 
     def _api_call(self, method: str, headers: Message, body: bytes) -> tuple[_Response | None, float]:
         """Decide the answer to one API request: (response or None to drop the connection, delay seconds)."""
@@ -865,136 +872,6 @@ class FakeSlack:
             code_challenge=challenge,
             fields=fields,
         )
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: FakeSlack) -> None:
-        self.fake = fake
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves a host name (getfqdn), which can be slow; nothing here needs it.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = "127.0.0.1", int(self.server_address[1])
-
-    def process_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
-        if isinstance(request, socket.socket):
-            with self._open_lock:
-                self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
-        if isinstance(request, socket.socket):
-            with self._open_lock:
-                self._open.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
-        """Silent: a client that went away is normal here, and a traceback must never reach stderr."""
-
-    def close_open_connections(self) -> None:
-        with self._open_lock:
-            connections = list(self._open)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FakeSlack/1.0"
-    sys_version = ""
-    timeout = 30.0  # idle keep-alive connections end on their own
-    disable_nagle_algorithm = True  # headers and body go out in two writes; no 40 ms delayed-ACK stall
-
-    @property
-    def fake(self) -> FakeSlack:
-        return cast(_Server, self.server).fake
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Never log: request lines and errors could carry codes or tokens."""
-
-    def do_GET(self) -> None:
-        path, _, query = self.path.partition("?")
-        if path == AUTHORIZE_PATH:
-            self._send(self.fake._authorize_page(query))
-        else:
-            self._not_post(path)
-
-    def do_POST(self) -> None:
-        path = self.path.partition("?")[0]
-        body = self._read_body()
-        if body is None:
-            return
-        if path.startswith(API_PREFIX):
-            self._api(path.removeprefix(API_PREFIX), body)
-        elif path == DECISION_PATH:
-            self._send(self.fake._decide(self.headers.get("Content-Type"), body))
-        else:
-            self._send(_html_error("not_found", "Nothing here.", status=404))
-
-    def do_OTHER(self) -> None:
-        self.close_connection = True  # a body, if any, is not read
-        self._not_post(self.path.partition("?")[0])
-
-    do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_OTHER
-
-    def _not_post(self, path: str) -> None:
-        if path.startswith(API_PREFIX):
-            self._send(_slack_error("method_not_allowed", status=405, headers={"Allow": "POST"}))
-        else:
-            self._send(_html_error("not_found", "Nothing here.", status=404))
-
-    def _api(self, method: str, body: bytes) -> None:
-        response, delay = self.fake._api_call(method, self.headers, body)
-        if delay > 0 and self.fake._stopping.wait(delay):
-            response = None  # the server is stopping: give up on the answer
-        if response is None:
-            self.close_connection = True
-            return
-        self._send(response)
-
-    def _read_body(self) -> bytes | None:
-        """The request body, or None after answering 411/400/413 for a body the fake will not read."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            self._send(_slack_error("length_required", status=411))
-            return None
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            self._send(_slack_error("invalid_form_data", status=400))
-            return None
-        if length > MAX_BODY_BYTES:
-            if length <= _DRAIN_LIMIT_BYTES:
-                self.rfile.read(length)  # read it so the client gets the answer instead of a reset
-            else:
-                self.close_connection = True
-            self._send(_slack_error("request_too_large", status=413))
-            return None
-        return self.rfile.read(length)
-
-    def _send(self, response: _Response) -> None:
-        try:
-            self.send_response(response.status)
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
-        except OSError:  # the client went away (e.g. after its read timeout)
-            self.close_connection = True
 
 
 # ---------------------------------------------------------------------- helpers

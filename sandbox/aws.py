@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
 import urllib3
+from moto.secretsmanager.models import SecretsManagerBackend
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
@@ -27,8 +26,6 @@ def _move_current_like_aws() -> None:
     label moves to the new version. Rotation promotes by UpdateSecretVersionStage, so a reinstall after a rotation
     would look lost under moto alone. The emulator runs in this process, so the fix is applied to its backend.
     """
-    from moto.secretsmanager.models import SecretsManagerBackend
-
     original = SecretsManagerBackend.update_secret_version_stage
     if getattr(original, "moves_current_like_aws", False):
         return
@@ -116,17 +113,3 @@ def create_table(client: Any, name: str, properties: Mapping[str, Any]) -> str:
             TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
         )
     return name
-
-
-@contextmanager
-def patched_environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
