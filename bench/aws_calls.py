@@ -152,19 +152,12 @@ def run(options: Options, report: Report) -> None:
     paths.ensure_import_paths()
     import pytest
 
-    from sandbox.app import CLIENT_ID, CLIENT_SECRET, App, Browser, configure
+    from sandbox.app import CLIENT_ID, CLIENT_SECRET, App, configure
     from sandbox.aws import MotoServer
     from sandbox.fake_slack import FakeSlack
     from sandbox.lambda_runtime import load_handler
     from slack_tokens import entrypoints
 
-    scenarios = (
-        Scenario("first install (bot)", tuple(f"T1{n:03d}" for n in range(K)), "", 1),
-        Scenario("first install (bot + user)", tuple(f"T2{n:03d}" for n in range(K)), "search:read,users:read", 2),
-        Scenario("reinstall (existing bot pair)", tuple(f"T1{n:03d}" for n in range(K)), "", 1),
-    )
-    counter = SecretsCounter()
-    outcomes: list[Outcome] = []
     server = MotoServer().start()
     try:
         with (
@@ -176,43 +169,52 @@ def run(options: Options, report: Report) -> None:
                 env.setenv(key, value)
             aws = server.client()
             configure(env, aws, slack)
-            config_ids = frozenset({os.environ["SLACK_APP_SECRET_ID"], os.environ["SLACK_STATE_SECRET_ID"]})
             handlers = {name: load_handler(name) for name in ("install", "oauth_callback")}
-            app = App(handlers=handlers, slack=slack, client=aws)
-
-            def cold_start() -> None:
-                entrypoints.reset()
-                counter.attach(entrypoints.secretsmanager_client())
-
-            def measured(function: str, first: bool, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-                counter.take()
-                before = len(slack.requests)
-                response = call()
-                calls, attempts = counter.take()
-                methods = [r.method for r in slack.requests[before:]]
-                outcome.invocations.append(
-                    Invocation(function, first, response["statusCode"], calls, attempts, methods, config_ids)
-                )
-                return response
-
-            for scenario in scenarios:
-                env.setenv("SLACK_USER_SCOPES", scenario.user_scopes)
-                outcome = Outcome(scenario)
-                outcomes.append(outcome)
-                for n, team in enumerate(scenario.teams):
-                    slack.set_installation(team_id=team, team_name=f"Bench {team}")
-                    app.browser = Browser()
-                    if n == 0:
-                        cold_start()
-                    started = measured("install", n == 0, app.install)
-                    query = app.authorize(started)
-                    if n == 0:
-                        cold_start()
-                    measured("callback", n == 0, functools.partial(app.callback, query))
+            outcomes = _installs(env, App(handlers=handlers, slack=slack, client=aws), slack)
             entrypoints.reset()
     finally:
         server.stop()
     _print_results(report, outcomes, output.getvalue())
+
+
+def _installs(env: Any, app: Any, slack: Any) -> list[Outcome]:
+    """Every scenario's installs through ``app``, each function's first invocation a cold start, with the Secrets
+    Manager and Slack calls each invocation made."""
+    from sandbox.app import Browser
+    from slack_tokens import entrypoints
+
+    scenarios = (
+        Scenario("first install (bot)", tuple(f"T1{n:03d}" for n in range(K)), "", 1),
+        Scenario("first install (bot + user)", tuple(f"T2{n:03d}" for n in range(K)), "search:read,users:read", 2),
+        Scenario("reinstall (existing bot pair)", tuple(f"T1{n:03d}" for n in range(K)), "", 1),
+    )
+    counter = SecretsCounter()
+    config_ids = frozenset({os.environ["SLACK_APP_SECRET_ID"], os.environ["SLACK_STATE_SECRET_ID"]})
+    outcomes: list[Outcome] = []
+
+    def measured(function: str, first: bool, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        if first:  # a cold start: fresh collaborators, and a fresh client to count calls on
+            entrypoints.reset()
+            counter.attach(entrypoints.secretsmanager_client())
+        counter.take()
+        before = len(slack.requests)
+        response = call()
+        calls, attempts = counter.take()
+        methods = [r.method for r in slack.requests[before:]]
+        outcomes[-1].invocations.append(
+            Invocation(function, first, response["statusCode"], calls, attempts, methods, config_ids)
+        )
+        return response
+
+    for scenario in scenarios:
+        env.setenv("SLACK_USER_SCOPES", scenario.user_scopes)
+        outcomes.append(Outcome(scenario))
+        for n, team in enumerate(scenario.teams):
+            slack.set_installation(team_id=team, team_name=f"Bench {team}")
+            app.browser = Browser()
+            query = app.authorize(measured("install", n == 0, app.install))
+            measured("callback", n == 0, functools.partial(app.callback, query))
+    return outcomes
 
 
 def _ops(calls: list[SecretsCall], runs: int) -> str:

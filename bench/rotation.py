@@ -14,7 +14,7 @@ import os
 import resource
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench import paths
 from bench.aws_calls import quiet_service_output
@@ -78,7 +78,16 @@ def _seed(slack: Any, store: Any, clock: _Clock, pairs: int) -> None:
     clock.offset += 120  # and out of its rate-limit window when the sweep starts
 
 
-def _measure(server: Any, pairs: int, latency: float, report: Report) -> list[str]:
+class _Swept(NamedTuple):
+    summary: dict[str, Any]
+    elapsed: float
+    refreshes: list[Any]
+    calls: Counter[str]
+    guard_calls: Counter[str]
+
+
+def _sweep(server: Any, pairs: int, latency: float) -> _Swept:
+    """Seed ``pairs`` due pairs, then time one sweep of them with Slack answering after ``latency`` seconds."""
     from local.template import Template
     from sandbox.app import CLIENT_ID, CLIENT_SECRET, GUARD_TABLE, PREFIX
     from sandbox.aws import create_table
@@ -136,6 +145,11 @@ def _measure(server: Any, pairs: int, latency: float, report: Report) -> list[st
         summary = rotator.sweep(900).to_json()
         elapsed = time.perf_counter() - started
         refreshes = [r for r in slack.requests if r.form.get("grant_type") == "refresh_token"]
+    return _Swept(summary, elapsed, refreshes, calls, guard_calls)
+
+
+def _measure(server: Any, pairs: int, latency: float, report: Report) -> list[str]:
+    summary, elapsed, refreshes, calls, guard_calls = _sweep(server, pairs, latency)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     throttled = sum(1 for r in refreshes if r.status == 429)
