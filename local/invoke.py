@@ -25,58 +25,65 @@ from local.stack import LocalStack, Options
 from local.template import TemplateError
 
 
+class UsageError(Exception):
+    """A mistake in the command line or its inputs: exit status 2."""
+
+
 def read_event(source: str) -> Any:
-    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
-    return json.loads(text)
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        return json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the event {source}: {exc}") from None
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 - one exit per outcome the docstring lists
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="make invoke", description="Run one function of template.yaml once.")
     parser.add_argument("function", help="the function's logical id in template.yaml, e.g. RotateFunction")
     parser.add_argument("event", help="a JSON event file, e.g. events/rotate_sweep.json ('-': stdin)")
     parser.add_argument("--attach", action="store_true", help="use the running `make run` (its store and Slack)")
     parser.add_argument("--param", action="append", default=[], help="template parameter override Name=Value")
     parser.add_argument("--state-file", type=Path, default=state.STATE_FILE, help="where `make run` said it runs")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _options(args: argparse.Namespace) -> Options:
     try:
-        event = read_event(args.event)
-    except (OSError, ValueError) as exc:
-        print(f"cannot read the event {args.event}: {exc}", file=sys.stderr)
-        return 2
-    running = None
-    if args.attach:
-        try:
-            running = state.read(args.state_file)
-        except state.NoStackError as exc:
-            print(exc, file=sys.stderr)
-            return 2
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    console = Console(sys.stderr)
-    try:
+        running = state.read(args.state_file) if args.attach else None
         parameters = parse_parameters(args.param)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    options = Options(
+    except (state.NoStackError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return Options(
         parameters=parameters,
         serve_http=False,
         run_schedules=False,
         attach=running,
         public_url=running["public_url"] if running else None,
     )
+
+
+def _invoke(function: str, event: Any, options: Options) -> Any:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
-        with LocalStack(options, console=console) as stack:
-            if args.function not in stack.functions:
+        with LocalStack(options, console=Console(sys.stderr)) as stack:
+            if function not in stack.functions:
                 known = ", ".join(sorted(stack.functions))
-                print(f"no function {args.function} in template.yaml; known: {known}", file=sys.stderr)
-                return 2
-            result = stack.invoke(args.function, event)
+                raise UsageError(f"no function {function} in template.yaml; known: {known}")
+            return stack.invoke(function, event)
+    except TemplateError as exc:
+        raise UsageError(f"template: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        result = _invoke(args.function, read_event(args.event), _options(args))
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except FunctionError as exc:
         print(exc, file=sys.stderr)
         return 1
-    except TemplateError as exc:
-        print(f"template: {exc}", file=sys.stderr)
-        return 2
     print(json.dumps(result, indent=2))
     return 0
 
