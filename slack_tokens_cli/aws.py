@@ -112,7 +112,7 @@ def access_denied(what: str, action: str | None) -> CliError:
     return CliError(f"cannot {what}: access denied - your AWS identity lacks {action or 'a permission'} ({_HINT})")
 
 
-def explain(exc: Exception, what: str, *, denied: str | None = None) -> CliError:  # noqa: PLR0911 - one per kind
+def explain(exc: Exception, what: str, *, denied: str | None = None) -> CliError:
     """One line an operator can act on, for any botocore failure (never its traceback)."""
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return CliError(
@@ -124,11 +124,16 @@ def explain(exc: Exception, what: str, *, denied: str | None = None) -> CliError
     if isinstance(exc, EndpointConnectionError | BotoConnectTimeout):
         return CliError(f"cannot {what}: {exc}")
     if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        if code in DENIED:
-            return access_denied(what, denied or f"the permission for {exc.operation_name}")
-        if code in BAD_CREDENTIALS:
-            return CliError(f"cannot {what}: AWS refused the credentials ({code}); refresh them (e.g. aws sso login)")
-        return CliError(f"cannot {what}: {exc.operation_name} failed: {code} {error.get('Message', '')}".rstrip())
+        return _refused(exc, what, denied)
     return CliError(f"cannot {what}: {type(exc).__name__}: {exc}")
+
+
+def _refused(exc: ClientError, what: str, denied: str | None) -> CliError:
+    """AWS answered with an error: denied, bad credentials, or anything else (its code and message)."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    if code in DENIED:
+        return access_denied(what, denied or f"the permission for {exc.operation_name}")
+    if code in BAD_CREDENTIALS:
+        return CliError(f"cannot {what}: AWS refused the credentials ({code}); refresh them (e.g. aws sso login)")
+    return CliError(f"cannot {what}: {exc.operation_name} failed: {code} {error.get('Message', '')}".rstrip())
