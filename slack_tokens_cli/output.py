@@ -73,7 +73,7 @@ def ago(seconds: float) -> str:
 def parse_duration(text: str) -> int:
     """``90s``, ``30m``, ``2h``, ``1d``, ``1h30m`` (or plain seconds) as seconds. ``ValueError`` otherwise."""
     text = text.strip().lower()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
     parts = _DURATION.findall(text)
     if not parts or _DURATION.sub("", text).strip():

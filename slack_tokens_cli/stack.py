@@ -177,5 +177,5 @@ def cloud_target(aws: Aws, name: str) -> Target:
         ),
         alarm_prefix=f"{name}-",
         recovery_days=int(outputs.get("RetiredPairRecoveryDays") or parameters.get("RetiredPairRecoveryDays") or 7),
-        sweep_every=float(rate) * 60 if rate.isdigit() else None,
+        sweep_every=float(rate) * 60 if rate.isascii() and rate.isdigit() else None,
     )

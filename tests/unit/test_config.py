@@ -122,3 +122,11 @@ def test_url_settings_must_be_absolute_https_urls_with_a_host(url: str) -> None:
 )
 def test_absolute_urls_with_a_host_are_accepted(url: str) -> None:
     assert Settings.from_env(BASE | {"INSTALL_SUCCESS_URL": url}, need_state=True).success_url == url
+
+
+@pytest.mark.parametrize("raw", ["²", "١٢", "3²", "-1", "1e3"])
+def test_a_number_setting_that_is_not_plain_ascii_digits_is_a_config_error(raw: str) -> None:
+    # str.isdigit() is true for "²" and Arabic-Indic digits; int() refuses the first, so a check on isdigit alone
+    # crashed with ValueError instead of naming the setting.
+    with pytest.raises(ConfigError, match="SLACK_REFRESH_PER_MINUTE must be an integer"):
+        Settings.from_env({**BASE, "SLACK_REFRESH_PER_MINUTE": raw}, need_guard=True)

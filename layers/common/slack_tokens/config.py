@@ -149,7 +149,7 @@ class _EnvReader:
 
     def integer(self, name: str, default: int, low: int, high: int, *, note: str = "") -> int:
         raw = self.text(name) or str(default)
-        if not raw.isdigit() or not low <= int(raw) <= high:
+        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:  # "²".isdigit() is true
             self.problem(f"{name} must be an integer from {low} to {high}{note}")
             return default
         return int(raw)
