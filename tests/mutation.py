@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -409,12 +409,12 @@ def run_all(mutants: list[Mutant], jobs: int, timeout: float | None) -> list[Res
     timeout = timeout or 1.5 * baseline + 60  # a mutant that loops forever costs this much
     print(f"unmutated run: {baseline:.0f} s; timeout per mutant {timeout:.0f} s; {len(mutants)} mutants, {jobs} jobs")
     originals = {path: (ROOT / path).read_text(encoding="utf-8") for path in TARGETS}
-    results: list[Result] = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for result in pool.map(lambda m: run_one(m, originals[m.path], timeout), mutants):
-            print(f"  {result.outcome:8} {result.seconds:5.0f} s  {result.mutant}", flush=True)
-            results.append(result)
-    return results
+        running = [pool.submit(run_one, mutant, originals[mutant.path], timeout) for mutant in mutants]
+        for done, future in enumerate(as_completed(running), 1):
+            result = future.result()
+            print(f"  {done:3}/{len(mutants)} {result.outcome:8} {result.seconds:4.0f} s  {result.mutant}", flush=True)
+    return [future.result() for future in running]  # in the sample's order
 
 
 def report(results: list[Result], json_path: Path | None) -> int:
