@@ -247,6 +247,26 @@ def test_noting_a_pair_is_also_the_fence(dynamodb: Any, guards: list[RunGuard]) 
     assert paused.state is GuardState.LOST and "in_flight" not in item(dynamodb)
 
 
+def test_a_note_dynamodb_cannot_take_is_decided_by_how_fresh_the_claim_is(
+    dynamodb: Any, guards: list[RunGuard]
+) -> None:
+    """While DynamoDB is unreachable the run goes on only as long as its last confirmed claim could not have lapsed:
+    after that another run may hold the guard, so the note says stop."""
+    guard = new_guard(dynamodb, guards, ttl=5.0)
+    assert guard.acquire("me", wait=0).state is GuardState.ACQUIRED
+
+    def unreachable(**_: Any) -> None:
+        raise ReadTimeoutError(endpoint_url="http://moto")
+
+    dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", unreachable)
+    try:
+        assert guard.note("slack/tokens/team/T1/bot", "v1") is True  # confirmed moments ago
+        time.sleep(3.6)  # past two thirds of the ttl: the claim may lapse before a refresh could finish
+        assert guard.note("slack/tokens/team/T2/bot", "v1") is False
+    finally:
+        dynamodb.meta.events.unregister("before-call.dynamodb.UpdateItem", unreachable)
+
+
 def test_letting_go_clears_the_notes_of_safe_pairs(dynamodb: Any, guards: list[RunGuard]) -> None:
     guard = new_guard(dynamodb, guards)
     guard.acquire("me", wait=0)
