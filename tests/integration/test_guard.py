@@ -92,6 +92,41 @@ def test_a_live_holder_renews_so_a_waiting_run_gives_up_within_a_renewal(dynamod
     assert holder.check() and holder.state is GuardState.ACQUIRED
 
 
+def test_a_guard_taken_again_in_a_warm_process_renews_again(dynamodb: Any, guards: list[RunGuard]) -> None:
+    """Lambda keeps the process between invocations, and with it the rotator's guard (entrypoints caches both)."""
+    holder = new_guard(dynamodb, guards)
+    assert holder.acquire("first", wait=0).state is GuardState.ACQUIRED
+    holder.release({"rotated": 1})
+    assert holder.acquire("second", wait=0).state is GuardState.ACQUIRED
+
+    hold = new_guard(dynamodb, guards).acquire("other", wait=30)
+
+    assert hold.state is GuardState.BUSY and hold.holder == "second"
+    assert hold.waited < TTL
+
+
+def test_letting_go_is_tried_again_when_dynamodb_refuses_once(dynamodb: Any, guards: list[RunGuard]) -> None:
+    """A claim left behind would block the next run until it lapses."""
+    holder = new_guard(dynamodb, guards)
+    assert holder.acquire("me", wait=0).state is GuardState.ACQUIRED
+    refused: list[str] = []
+
+    def throttle_once(params: dict[str, Any], **_: Any) -> None:
+        if not refused and ":free" in params.get("ExpressionAttributeValues", {}):
+            refused.append("release")
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
+
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.UpdateItem", throttle_once)
+    try:
+        holder.release({"rotated": 2})
+    finally:
+        dynamodb.meta.events.unregister("before-parameter-build.dynamodb.UpdateItem", throttle_once)
+
+    assert refused and item(dynamodb)["owner"] == ""
+    assert json.loads(item(dynamodb)["last_summary"]) == {"rotated": 2}
+    assert new_guard(dynamodb, guards).acquire("next", wait=0).state is GuardState.ACQUIRED
+
+
 @pytest.mark.parametrize(
     ("claim", "verdict"),
     [
