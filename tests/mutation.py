@@ -48,7 +48,7 @@ LAYER = "layers/common/slack_tokens"
 # Update the names here when a function moves or is renamed: a target that is not found stops the run.
 TARGETS: dict[str, tuple[str, ...]] = {
     f"{LAYER}/handover.py": (
-        "Handover.store_first",
+        "Handover.hand_over",
         "Handover.promote",
         "Handover.recover",
         "Handover.credential_rejected",
@@ -68,7 +68,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     f"{LAYER}/store.py": (
         "TokenStore.save_installation",
         "TokenStore.create_if_absent",
-        "TokenStore.stage_pending",
+        "TokenStore.stage",
         "TokenStore.promote",
         "TokenStore._retrying",
     ),
