@@ -12,7 +12,7 @@ VENV_SAM := .venv-sam
 BIN := $(VENV)/bin
 SAM := $(VENV_SAM)/bin/sam
 
-.PHONY: help venv lock run invoke pairs test lint typecheck unit integration e2e template sam-validate build check-build bench soak format clean
+.PHONY: help venv lock run invoke pairs test lint typecheck unit integration e2e template sam-validate build check-build bench soak mutation format clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -125,6 +125,10 @@ bench: $(BIN)/.installed ## benchmarks: cold start vs the boto3 floor, AWS calls
 
 soak: $(BIN)/.installed ## chaos soak of rotation (kills, Slack and AWS faults, overlaps): SOAK_ARGS="--seed N --duration S"
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+# Not part of `make test` or .ci/run: each mutant runs the rotation, guard and exchange tests in a copy of the tree.
+mutation: $(BIN)/.installed ## mutation check of the write path (tests/mutation.py): MUTATION_ARGS="--sample 40 --seed 1"
+	$(BIN)/python -m tests.mutation $(MUTATION_ARGS)
 
 clean: ## remove build output and virtualenvs
 	rm -rf .aws-sam $(VENV) $(VENV_SAM) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov artifacts

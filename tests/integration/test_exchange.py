@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from sandbox.app import CLIENT_ID, CLIENT_SECRET, PREFIX, App
 from sandbox.lambda_runtime import invoke, load_event
@@ -328,6 +329,26 @@ def test_slack_unavailable_fails_this_run_and_the_next_run_exchanges(mig: Migrat
     assert summary["failed"] == 1 and summary["failures"] == {"slack_retryable": 1}
     assert mig.snapshot()[BOT] == before[BOT]
     assert mig.exchange()["exchanged"] == 1
+
+
+def test_a_pair_secrets_manager_will_not_read_fails_alone_and_the_run_goes_on(mig: Migration) -> None:
+    mig.seed(("bot", "T0001", None), ("bot", "T0002", None))
+    before, other_version = mig.snapshot(), mig.app.current_version(OTHER_BOT)
+
+    def deny(params: dict[str, Any], **_: Any) -> None:
+        if params.get("SecretId") == BOT:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "denied"}}, "GetSecretValue")
+
+    entrypoints.secretsmanager_client().meta.events.register(
+        "before-parameter-build.secrets-manager.GetSecretValue", deny
+    )
+
+    summary = mig.exchange()
+
+    assert summary["failed"] == 1 and summary["failures"] == {"store_error": 1}, summary
+    assert summary["exchanged"] == 1
+    assert_migrated(mig, OTHER_BOT, other_version)
+    assert mig.snapshot()[BOT] == before[BOT] and mig.exchange_calls() == 1
 
 
 def test_a_crash_right_after_slack_answers_loses_the_new_pair_but_not_the_legacy_token(mig: Migration) -> None:

@@ -92,6 +92,41 @@ def test_a_live_holder_renews_so_a_waiting_run_gives_up_within_a_renewal(dynamod
     assert holder.check() and holder.state is GuardState.ACQUIRED
 
 
+def test_a_guard_taken_again_in_a_warm_process_renews_again(dynamodb: Any, guards: list[RunGuard]) -> None:
+    """Lambda keeps the process between invocations, and with it the rotator's guard (entrypoints caches both)."""
+    holder = new_guard(dynamodb, guards)
+    assert holder.acquire("first", wait=0).state is GuardState.ACQUIRED
+    holder.release({"rotated": 1})
+    assert holder.acquire("second", wait=0).state is GuardState.ACQUIRED
+
+    hold = new_guard(dynamodb, guards).acquire("other", wait=30)
+
+    assert hold.state is GuardState.BUSY and hold.holder == "second"
+    assert hold.waited < TTL
+
+
+def test_letting_go_is_tried_again_when_dynamodb_refuses_once(dynamodb: Any, guards: list[RunGuard]) -> None:
+    """A claim left behind would block the next run until it lapses."""
+    holder = new_guard(dynamodb, guards)
+    assert holder.acquire("me", wait=0).state is GuardState.ACQUIRED
+    refused: list[str] = []
+
+    def throttle_once(params: dict[str, Any], **_: Any) -> None:
+        if not refused and ":free" in params.get("ExpressionAttributeValues", {}):
+            refused.append("release")
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
+
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.UpdateItem", throttle_once)
+    try:
+        holder.release({"rotated": 2})
+    finally:
+        dynamodb.meta.events.unregister("before-parameter-build.dynamodb.UpdateItem", throttle_once)
+
+    assert refused and item(dynamodb)["owner"] == ""
+    assert json.loads(item(dynamodb)["last_summary"]) == {"rotated": 2}
+    assert new_guard(dynamodb, guards).acquire("next", wait=0).state is GuardState.ACQUIRED
+
+
 @pytest.mark.parametrize(
     ("claim", "verdict"),
     [
@@ -245,6 +280,26 @@ def test_noting_a_pair_is_also_the_fence(dynamodb: Any, guards: list[RunGuard]) 
 
     assert not paused.note("slack/tokens/team/T1/bot", "v1")  # refused by DynamoDB, however fresh the local view
     assert paused.state is GuardState.LOST and "in_flight" not in item(dynamodb)
+
+
+def test_a_note_dynamodb_cannot_take_is_decided_by_how_fresh_the_claim_is(
+    dynamodb: Any, guards: list[RunGuard]
+) -> None:
+    """While DynamoDB is unreachable the run goes on only as long as its last confirmed claim could not have lapsed:
+    after that another run may hold the guard, so the note says stop."""
+    guard = new_guard(dynamodb, guards, ttl=5.0)
+    assert guard.acquire("me", wait=0).state is GuardState.ACQUIRED
+
+    def unreachable(**_: Any) -> None:
+        raise ReadTimeoutError(endpoint_url="http://moto")
+
+    dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", unreachable)
+    try:
+        assert guard.note("slack/tokens/team/T1/bot", "v1") is True  # confirmed moments ago
+        time.sleep(3.6)  # past two thirds of the ttl: the claim may lapse before a refresh could finish
+        assert guard.note("slack/tokens/team/T2/bot", "v1") is False
+    finally:
+        dynamodb.meta.events.unregister("before-call.dynamodb.UpdateItem", unreachable)
 
 
 def test_letting_go_clears_the_notes_of_safe_pairs(dynamodb: Any, guards: list[RunGuard]) -> None:

@@ -416,6 +416,31 @@ def test_throttled_store_first_write_is_retried(due_app: App) -> None:
     assert_usable(due_app, name)
 
 
+def test_a_pair_retired_while_slack_answered_is_dropped_not_written(due_app: App) -> None:
+    """The workspace uninstalled the app (``slack-tokens retire``) while the refresh was in flight: nobody needs the
+    new pair, and writing it would bring back a retired secret."""
+    (name,) = due_app.install_teams(["T0001"])
+    client = entrypoints.secretsmanager_client()
+    retired: list[str] = []
+
+    def retire_first(**_: Any) -> None:
+        if not retired:
+            retired.append(name)
+            due_app.client.delete_secret(SecretId=name, RecoveryWindowInDays=7)
+            # Secrets Manager's answer to a write on a secret scheduled for deletion (moto lets the write through)
+            message = "You tried to perform the operation on a secret that's currently marked deleted."
+            raise ClientError({"Error": {"Code": "InvalidRequestException", "Message": message}}, "PutSecretValue")
+
+    client.meta.events.register("before-call.secrets-manager.PutSecretValue", retire_first)
+    try:
+        summary = due_app.rotate(timeout=60)  # time for one refresh and its writes, not for a write retried to the end
+    finally:
+        client.meta.events.unregister("before-call.secrets-manager.PutSecretValue", retire_first)
+
+    assert retired and summary["superseded"] == 1 and summary["rotated"] == summary["failed"] == 0, summary
+    assert "DeletedDate" in due_app.client.describe_secret(SecretId=name)
+
+
 def test_overlapping_runs_take_turns_through_the_guard(due_app: App) -> None:
     due_app.install_teams(["T0001"])
     other = RunGuard(entrypoints.dynamodb_client, GUARD_TABLE)

@@ -10,16 +10,13 @@ from slack_tokens.errors import ConfigError
 BASE = {"SLACK_APP_SECRET_ID": "app", "SLACK_STATE_SECRET_ID": "state", "SLACK_SCOPES": "chat:write, commands"}
 
 
-def test_defaults() -> None:
-    settings = Settings.from_env(BASE, need_state=True)
+def test_scopes_are_split_on_commas_and_trimmed() -> None:
+    """The defaults themselves are checked against the template's (tests/unit/test_template.py)."""
+    settings = Settings.from_env(BASE | {"SLACK_USER_SCOPES": " search:read ,users:read"}, need_state=True)
 
-    assert settings.token_prefix == "slack/tokens/"
-    assert settings.api_url == "https://slack.com/api/"
-    assert settings.authorize_url == "https://slack.com/oauth/v2/authorize"
     assert settings.scopes == ("chat:write", "commands")
-    assert settings.user_scopes == ()
-    assert not settings.pkce_enabled and not settings.allow_stateless_org_install
-    assert settings.rotation_margin_seconds == 7200
+    assert settings.user_scopes == ("search:read", "users:read")
+    assert Settings.from_env(BASE).user_scopes == ()
 
 
 def test_every_problem_is_listed_at_once() -> None:

@@ -71,3 +71,13 @@ def test_a_pending_version_older_than_current_is_a_leftover_and_not_read() -> No
     leftover = new_version_id(Status.ACTIVE, NOW + 30_000)
 
     assert plan([meta("team/T1/bot", current, leftover)], P, NOW, MARGIN) == []
+
+
+def test_a_pending_version_whose_id_says_no_expiry_is_read_even_when_the_pair_is_not_due() -> None:
+    """Only a version id with an expiry can show a pending pair is a leftover; any other may be the one pair Slack
+    answered with, stored but never promoted."""
+    current = new_version_id(Status.ACTIVE, NOW + 40_000)
+    for pending in ("3f2a0b1c-0000-4000-8000-000000000000", new_version_id(Status.ACTIVE, None)):
+        (candidate,) = plan([meta("team/T1/bot", current, pending)], P, NOW, MARGIN)
+
+        assert candidate.unpromoted == pending
