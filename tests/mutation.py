@@ -62,6 +62,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "Rotator._unfinished",
         "Rotator._guarded",
         "Rotator._rotate",
+        "Rotator._held_back",
+        "Rotator._refresh_and_store",
         "Rotator._refresh",
         "Rotator._ask_again",
     ),
@@ -71,6 +73,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "TokenStore.stage",
         "TokenStore.promote",
         "TokenStore._retrying",
+        "worst_call_seconds",
     ),
     f"{LAYER}/guard.py": (
         "judge",
@@ -80,6 +83,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
         "RunGuard.done",
         "RunGuard.acquire",
         "RunGuard.release",
+        "RunGuard._letting_go",
         "RunGuard._held",
         "RunGuard._claim",
         "RunGuard._renew",
@@ -89,6 +93,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     ),
     f"{LAYER}/exchange.py": (
         "exchanged",
+        "held_back",
+        "Exchanger._current",
         "Exchanger._guarded",
         "Exchanger._exchange",
     ),
