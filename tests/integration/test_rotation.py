@@ -416,6 +416,39 @@ def test_throttled_store_first_write_is_retried(due_app: App) -> None:
     assert_usable(due_app, name)
 
 
+def test_a_refreshed_pair_that_cannot_be_stored_is_loud_and_refreshed_first_by_the_next_run(
+    app: App, logs: LogCapture
+) -> None:
+    """Secrets Manager refuses the store-first write for good (here: access denied) after Slack answered a refresh
+    of a pair that was not due (``{"secret_id": ...}``). The run says so at CRITICAL, leaves the pair as it was, and
+    keeps the pair's note on the guard, so the next run refreshes it first, due or not, while the used refresh
+    token still works: the pair is saved, not lost to the next schedule that finds it not due."""
+    app.slack.token_lifetime = LONG  # not due
+    (name,) = app.install_teams(["T0001"])
+    before = app.current_version(name)
+    client = entrypoints.secretsmanager_client()
+
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "PutSecretValue")
+
+    client.meta.events.register("before-call.secrets-manager.PutSecretValue", refuse)
+    try:
+        forced = app.rotate({"secret_id": name}, timeout=60)
+    finally:
+        client.meta.events.unregister("before-call.secrets-manager.PutSecretValue", refuse)
+
+    assert forced["failed"] == 1 and forced["failures"] == {"store_first_failed": 1}, forced
+    assert app.current_version(name) == before and refresh_calls(app) == 1
+    critical = [r for r in logs.records() if r["level"] == "CRITICAL"]
+    assert [r["secret_name"] for r in critical] == [name]
+
+    swept = app.rotate()  # a plain sweep, where the pair is not due
+
+    assert swept["rotated"] == 1 and refresh_calls(app) == 2, swept
+    assert app.current_version(name) != before
+    assert_usable(app, name)
+
+
 def test_a_pair_retired_while_slack_answered_is_dropped_not_written(due_app: App) -> None:
     """The workspace uninstalled the app (``slack-tokens retire``) while the refresh was in flight: nobody needs the
     new pair, and writing it would bring back a retired secret."""

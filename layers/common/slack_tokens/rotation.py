@@ -51,9 +51,10 @@ from slack_tokens.outcomes import Outcome, PairResult, Summary, store_failure
 from slack_tokens.slack_client import SlackClient
 from slack_tokens.store import SecretMeta, StoredPair, TokenStore
 
-# Failures after which Slack may have issued a pair nobody stored: the pair's note stays on the guard, so the next
-# run to hold it refreshes the pair at once, due or not (inside the grace period, that saves it).
-_MAYBE_ACTED = frozenset({"answer_lost", "invalid_refresh_answer"})
+# Failures after which Slack may have issued (store_first_failed: did issue) a pair nobody stored: the pair's note
+# stays on the guard, so the next run to hold it refreshes the pair at once, due or not (inside the grace period,
+# that saves it; after it, the pair is marked needs_reinstall now rather than when it falls due).
+_MAYBE_ACTED = frozenset({"answer_lost", "invalid_refresh_answer", "store_first_failed"})
 GRACE_HORIZON = 50.0  # seconds after Slack may have acted on a refresh in which asking again can still save the pair
 SAFETY = 5.0  # seconds kept at the end of the invocation for the summary and metric flush
 LEGACY_FIELD = "legacy_access_token"
