@@ -689,16 +689,7 @@ class FakeSlack:
         minted = self._mint(
             record.token_type, record.scope, installation, record.user_id, call.now, rotating=True, pkce=record.pkce
         )
-        body: dict[str, Any] = {
-            "ok": True,
-            "app_id": installation.app_id,
-            "token_type": record.token_type,
-            "scope": record.scope,
-            **minted,
-        }
-        if record.token_type == "bot":
-            body["bot_user_id"] = installation.bot_user_id
-        return body | _identity(installation)
+        return _pair_answer(record, minted)
 
     def _oauth_exchange(self, call: _Call) -> dict[str, Any]:
         self._authenticate(call, public_client=False)
@@ -724,17 +715,7 @@ class FakeSlack:
             pkce=False,
             legacy_parent=token,
         )
-        body: dict[str, Any] = {
-            "ok": True,
-            "app_id": installation.app_id,
-            "authed_user": {"id": record.user_id},
-            "scope": record.scope,
-            "token_type": record.token_type,
-            **minted,
-        }
-        if record.token_type == "bot":
-            body["bot_user_id"] = installation.bot_user_id
-        return body | _identity(installation)
+        return _pair_answer(record, minted, authed_user={"id": record.user_id})
 
     def _auth_test(self, call: _Call) -> dict[str, Any]:
         token = call.bearer or call.form.get("token", "")
@@ -967,6 +948,22 @@ def _access_problem(record: _AccessToken, now: float) -> str | None:
     if record.expires_at is not None and now >= record.expires_at:
         return "token_expired"
     return None
+
+
+def _pair_answer(record: _AccessToken | _RefreshToken, minted: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A refresh's or an exchange's answer: one pair of ``record``'s type, and its installation's identity."""
+    installation = record.installation
+    body: dict[str, Any] = {
+        "ok": True,
+        "app_id": installation.app_id,
+        **extra,
+        "token_type": record.token_type,
+        "scope": record.scope,
+        **minted,
+    }
+    if record.token_type == "bot":
+        body["bot_user_id"] = installation.bot_user_id
+    return body | _identity(installation)
 
 
 def _identity(installation: Installation) -> dict[str, Any]:
