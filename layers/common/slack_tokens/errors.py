@@ -44,7 +44,7 @@ class SecretNotFoundError(StoreError):
 
 
 class VersionConflictError(StoreError):
-    """A compare-and-swap lost: the version we expected to replace is no longer ``AWSCURRENT``."""
+    """A compare-and-swap lost: the version we expected to replace is no longer current."""
 
 
 class CorruptSecretError(StoreError):

@@ -7,7 +7,7 @@
     app.enable_token_revocation_listeners()  # app_uninstalled / tokens_revoked retire the pairs
 
 Reads go to the stack's token-pair secrets (``TOKEN_SECRET_PREFIX``, default ``slack/tokens/``), always the
-``AWSCURRENT`` version, and are cached in the warm process for ``cache_seconds`` (60), never past the access
+current version, and are cached in the warm process for ``cache_seconds`` (60), never past the access
 token's own expiry less a minute: a token the rotator replaced is picked up within that time (Slack keeps the
 previous access token working meanwhile). What ``find_bot`` / ``find_installation`` return **never carries a refresh
 token**, so Bolt never refreshes on its own: only the stack's rotator refreshes, and a refresh token is never used

@@ -129,7 +129,7 @@ class PairKey:
 #     <status>-<expires_at as 10 digits, or "none">-<32 hex random>
 # e.g. ``active-1767225600-3f2a…``. ListSecrets returns each secret's version ids with their staging labels, so
 # one paginated listing tells the rotator, for every pair, when its current access token expires, whether it
-# needs a reinstall and whether a stored-but-unpromoted (AWSPENDING) pair is waiting - without reading a single
+# needs a reinstall and whether a stored-but-unpromoted pair is waiting - without reading a single
 # value and without a tag that could drift from the value it describes (a tag is a separate, non-atomic write).
 
 _VERSION_ID = re.compile(r"^(active|reinstall|revoked)-(\d{10}|none)-([0-9a-f]{32})$")
