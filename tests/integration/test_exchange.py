@@ -351,6 +351,19 @@ def test_a_pair_secrets_manager_will_not_read_fails_alone_and_the_run_goes_on(mi
     assert mig.snapshot()[BOT] == before[BOT] and mig.exchange_calls() == 1
 
 
+def test_an_exchange_is_not_started_without_the_time_to_store_its_answer(mig: Migration) -> None:
+    """Slack answers an exchange once only: a run whose time left cannot cover a whole Slack attempt and the writes
+    at their worst defers the pair (no call, nothing changed) instead of asking and dying before the write."""
+    (name,) = mig.seed(("bot", "T0001", None))
+    handler = mig.app.handlers["exchange"].lambda_handler
+
+    short = invoke(handler, {}, timeout_seconds=20)
+
+    assert short["deferred"] == 1 and short["exchanged"] == short["failed"] == 0, short
+    assert mig.exchange_calls() == 0 and mig.app.stored(name)["refresh_token"] is None
+    assert mig.exchange()["exchanged"] == 1  # a run with time does it
+
+
 def test_a_crash_right_after_slack_answers_loses_the_new_pair_but_not_the_legacy_token(mig: Migration) -> None:
     mig.seed(("bot", "T0001", None))
     mig.crash_once("PutSecretValue", BOT, pending_only=True)  # Slack answered; the store-first write never ran
