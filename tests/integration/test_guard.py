@@ -332,3 +332,30 @@ def test_a_note_of_a_pair_not_safe_yet_outlives_a_normal_release_and_the_next_ho
     second.done("slack/tokens/team/T1/bot")
     second.release({"rotated": 1})
     assert "in_flight" not in item(dynamodb)
+
+
+def test_of_two_runs_that_read_the_guard_free_only_the_first_writer_holds_it(
+    app: App, dynamodb: Any, guards: list[RunGuard]
+) -> None:
+    """Both runs read the item free; the other run's claim lands between this run's read and its write. This
+    run's write is conditional on what it read, so it fails, and the run must see a guard that is busy, not one it
+    holds: two holders would refresh the same pairs."""
+    other = new_guard(dynamodb, guards)  # its own client, outside the hook
+    this_client = dynamodb_client(app.client.meta.endpoint_url)
+    this = new_guard(this_client, guards)
+    raced: list[GuardState] = []
+
+    def the_other_run_writes_first(**_: Any) -> None:
+        if not raced:
+            raced.append(other.acquire("RotateFunction/other", wait=0).state)
+
+    this_client.meta.events.register("before-call.dynamodb.UpdateItem", the_other_run_writes_first)
+    try:
+        hold = this.acquire("RotateFunction/this", wait=0)
+    finally:
+        this_client.meta.events.unregister("before-call.dynamodb.UpdateItem", the_other_run_writes_first)
+
+    assert raced == [GuardState.ACQUIRED]
+    assert hold.state is GuardState.BUSY and hold.holder == "RotateFunction/other"
+    assert not this.check() and other.check()
+    assert item(dynamodb)["holder"] == "RotateFunction/other"
