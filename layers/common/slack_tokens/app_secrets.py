@@ -16,9 +16,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from slack_tokens.config import AppCredentials
 from slack_tokens.errors import ConfigError, SecretNotFoundError
+from slack_tokens.state import MIN_KEY_BYTES
 from slack_tokens.store import translate
-
-MIN_STATE_KEY_BYTES = 32
 
 
 class AppSecrets:
@@ -37,8 +36,8 @@ class AppSecrets:
         if not self._state_secret_id:
             raise ConfigError("SLACK_STATE_SECRET_ID is not set")
         key = self._read(self._state_secret_id)
-        if len(key.encode("utf-8")) < MIN_STATE_KEY_BYTES:
-            raise ConfigError(f"the state key secret must hold at least {MIN_STATE_KEY_BYTES} bytes")
+        if len(key.encode("utf-8")) < MIN_KEY_BYTES:
+            raise ConfigError(f"the state key secret must hold at least {MIN_KEY_BYTES} bytes")
         return key
 
     def invalidate(self) -> None:

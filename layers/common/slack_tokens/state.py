@@ -58,13 +58,16 @@ class InstallState:
     code_challenge: str | None = None
 
 
+MIN_KEY_BYTES = 32  # the state key secret's shortest accepted value (HMAC-SHA256: a key as long as the digest)
+
+
 class StateSigner:
     """Issues and checks state values. ``key`` comes from the state key secret."""
 
     def __init__(self, key: str | bytes, *, ttl_seconds: int = STATE_TTL_SECONDS) -> None:
         raw = key.encode("utf-8") if isinstance(key, str) else key
-        if len(raw) < 32:
-            raise ValueError("the state key must be at least 32 bytes")
+        if len(raw) < MIN_KEY_BYTES:
+            raise ValueError(f"the state key must be at least {MIN_KEY_BYTES} bytes")
         self._key = raw
         self._ttl = ttl_seconds
 
